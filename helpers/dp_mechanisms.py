@@ -1,0 +1,659 @@
+"""Differential privacy mechanisms for numeric queries: Laplace, bounded sums and means,
+counting queries, sequential composition.
+
+Definitions (Dwork, McSherry, Nissim, Smith 2006; Dwork & Roth 2014, ch. 2-3)
+-----------------------------------------------------------------------------
+A randomised mechanism :math:`M` is :math:`\\varepsilon`-differentially private when, for every
+pair of neighbouring datasets :math:`D \\sim D'` (they differ in one person's record) and every
+set of outputs :math:`S`,
+
+.. math:: \\Pr[M(D) \\in S] \\le e^{\\varepsilon} \\Pr[M(D') \\in S].
+
+The global (L1) sensitivity of a query :math:`f` is
+:math:`\\Delta f = \\max_{D \\sim D'} |f(D) - f(D')|`. The Laplace mechanism releases
+:math:`f(D) + Z` with :math:`Z \\sim \\mathrm{Laplace}(0, b)`, :math:`b = \\Delta f / \\varepsilon`;
+the ratio of output densities is
+:math:`\\exp(-|y - f(D)|/b) / \\exp(-|y - f(D')|/b) \\le \\exp(|f(D) - f(D')|/b) \\le e^{\\varepsilon}`.
+
+Neighbouring relations used here
+--------------------------------
+* ``noisy_sum``, ``noisy_count`` and ``noisy_mean_unknown_n``: *add/remove one person*
+  (unbounded DP). A clipped sum over values in ``[lower, upper]`` then has sensitivity
+  ``max(|lower|, |upper|)``; a count has sensitivity 1.
+* ``noisy_mean`` with a public ``n``: *replace one person* (bounded DP, n is fixed and public);
+  the mean of values in ``[lower, upper]`` then has sensitivity ``(upper - lower) / n``.
+For the usual clip range ``[0, B]`` both give a sum sensitivity of ``B``.
+
+Missing values
+--------------
+Missing values (NaN) are never turned into zeros. Every function that takes data has a
+``missing`` argument: ``"raise"`` (the default) refuses NaN with a ``ValueError``; ``"drop"``
+excludes them and the number dropped is reported (``DPRelease.n_missing_dropped``,
+:func:`split_missing`). That number is seen by the data curator; releasing it would itself be a
+query on the data and needs its own privacy budget.
+
+Floating point and randomness (Mironov 2012)
+--------------------------------------------
+Every sampler takes a ``numpy.random.Generator`` so that notebooks and tests are reproducible.
+This is a teaching implementation, **not** a production mechanism: numpy's generator is not
+cryptographically secure (an adversary who learns its state can subtract the noise), and the
+textbook floating-point Laplace sampler (``f(D) - b * sign(U) * log(1 - 2|U|)`` with
+``U`` uniform, computed in doubles) leaks: Mironov (2012), "On
+significance of the least significant bits for differential privacy" (ACM CCS), showed that the
+set of doubles the noisy output can take depends on ``f(D)``, so some outputs are possible under
+``D`` and impossible under ``D'`` and the privacy guarantee fails completely. Fixes: Mironov's
+*snapping mechanism* (clamp, then round the output to a power-of-two grid larger than the scale)
+or an integer-valued *discrete Laplace / geometric* mechanism sampled exactly (Ghosh, Roughgarden,
+Sundararajan 2009; Canonne, Kamath, Steinke 2020), driven by a cryptographically secure RNG.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "BudgetExceededError",
+    "DPRelease",
+    "PrivacyBudget",
+    "clipped_sum",
+    "clipping_tradeoff",
+    "count_above",
+    "empirical_log_ratio",
+    "laplace_mechanism",
+    "laplace_scale",
+    "monte_carlo_exceeds",
+    "noisy_count",
+    "noisy_mean",
+    "noisy_mean_unknown_n",
+    "noisy_sum",
+    "prob_noisy_count_exceeds",
+    "split_missing",
+    "sum_sensitivity",
+]
+
+MissingPolicy = Literal["raise", "drop"]
+
+
+# --------------------------------------------------------------------------- input checks
+def _check_real(x: Any, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _check_epsilon(epsilon: Any, name: str = "epsilon") -> float:
+    eps = _check_real(epsilon, name)
+    if eps <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {eps}")
+    return eps
+
+
+def _check_sensitivity(sensitivity: Any) -> float:
+    s = _check_real(sensitivity, "sensitivity")
+    if s < 0:
+        raise ValueError(f"sensitivity must be a finite number >= 0, got {s}")
+    return s
+
+
+def _check_bounds(lower: Any, upper: Any) -> tuple[float, float]:
+    lo = _check_real(lower, "lower")
+    hi = _check_real(upper, "upper")
+    if lo > hi:
+        raise ValueError(f"lower must be <= upper, got lower={lo}, upper={hi}")
+    return lo, hi
+
+
+def _check_rng(rng: Any) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            "rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(0)), "
+            f"got {type(rng).__name__}"
+        )
+    return rng
+
+
+def _check_size(size: Any) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be None or an integer >= 1, got {size!r}")
+    return int(size)
+
+
+def _as_float_array(values: Any, name: str = "values") -> np.ndarray:
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name} must be numeric array-like, got {type(values).__name__}")
+    if isinstance(values, pd.Series | pd.Index):
+        values = values.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numeric array-like: {exc}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} must not contain infinite values")
+    return arr
+
+
+def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.ndarray, int]:
+    """Separate missing values (NaN, pandas NA) from the data, explicitly.
+
+    Returns ``(present_values, n_missing)``. With ``missing="raise"`` any missing value raises a
+    ``ValueError`` naming ``values``; with ``missing="drop"`` they are excluded and counted. Missing
+    values are never replaced by zeros: a zero income is a real answer, a missing one is not.
+    Empty data (or nothing left after dropping) raises ``ValueError``.
+    """
+    if missing not in ("raise", "drop"):
+        raise ValueError(f"missing must be 'raise' or 'drop', got {missing!r}")
+    arr = _as_float_array(values)
+    if arr.size == 0:
+        raise ValueError("values must not be empty")
+    nan = np.isnan(arr)
+    n_missing = int(nan.sum())
+    if n_missing and missing == "raise":
+        raise ValueError(
+            f"values contains {n_missing} missing (NaN) entries; pass missing='drop' to exclude "
+            "them explicitly (they are never treated as zeros)"
+        )
+    present = arr[~nan]
+    if present.size == 0:
+        raise ValueError("values must contain at least one non-missing entry")
+    return present, n_missing
+
+
+# --------------------------------------------------------------------------- Laplace
+def laplace_scale(sensitivity: float, epsilon: float) -> float:
+    """Scale of the Laplace mechanism, :math:`b = \\Delta f / \\varepsilon`.
+
+    The noise :math:`Z \\sim \\mathrm{Laplace}(0, b)` has density
+    :math:`\\frac{1}{2b} e^{-|z|/b}`, variance :math:`2 b^2` and mean absolute value :math:`b`
+    (Dwork, McSherry, Nissim, Smith 2006; Dwork & Roth 2014, Def. 3.3).
+    ``sensitivity`` must be finite and >= 0, ``epsilon`` finite and > 0.
+    """
+    return _check_sensitivity(sensitivity) / _check_epsilon(epsilon)
+
+
+def laplace_mechanism(
+    value: Any,
+    sensitivity: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    size: int | None = None,
+) -> float | np.ndarray:
+    """The Laplace mechanism: release :math:`f(D) + Z`, :math:`Z \\sim \\mathrm{Laplace}(0,
+    \\Delta f/\\varepsilon)`, which is :math:`\\varepsilon`-DP when ``sensitivity`` is the true
+    global L1 sensitivity of the query (Dwork et al. 2006, Prop. 1; Dwork & Roth 2014, Thm 3.6).
+
+    ``value`` is a scalar or an array of true answers (one independent noise draw per entry; for
+    a vector query the sensitivity must be the L1 sensitivity of the whole vector). ``size``
+    (scalar ``value`` only) draws that many independent noisy answers at once, for Monte Carlo.
+    Returns a float for a scalar without ``size``, else an ndarray.
+
+    Not for production: see the module docstring (Mironov 2012) for why a real deployment needs
+    a cryptographically secure, floating-point-safe sampler (snapping or discrete Laplace).
+    """
+    b = laplace_scale(sensitivity, epsilon)
+    rng = _check_rng(rng)
+    size = _check_size(size)
+    scalar = np.ndim(value) == 0
+    if scalar:
+        v = _check_real(value, "value") if not isinstance(value, np.ndarray) else float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"value must be finite, got {v}")
+        if size is None:
+            return v + float(rng.laplace(0.0, b)) if b > 0 else v
+        noise = rng.laplace(0.0, b, size=size) if b > 0 else np.zeros(size)
+        return v + noise
+    if size is not None:
+        raise ValueError("size is only allowed with a scalar value; pass an array of answers instead")
+    arr = np.asarray(value, dtype=float)
+    if not np.isfinite(arr).all():
+        raise ValueError("value must contain only finite numbers (no NaN or inf)")
+    noise = rng.laplace(0.0, b, size=arr.shape) if b > 0 else np.zeros(arr.shape)
+    return arr + noise
+
+
+# --------------------------------------------------------------------------- bounded queries
+@dataclass(frozen=True)
+class DPRelease:
+    """A differentially private answer and how it was produced.
+
+    ``value``: the noisy answer (float, or ndarray when several draws were requested);
+    ``epsilon``: privacy loss of this release; ``sensitivity`` and ``scale`` of the Laplace noise
+    (for the unknown-n mean: of the noisy sum); ``n_missing_dropped``: missing values excluded
+    (curator-side information, not part of the DP release); ``details``: extra parameters.
+    """
+
+    value: float | np.ndarray
+    epsilon: float
+    sensitivity: float
+    scale: float
+    n_missing_dropped: int
+    details: dict = field(default_factory=dict)
+
+
+def clipped_sum(
+    values: Any, lower: float, upper: float, missing: MissingPolicy = "raise"
+) -> float:
+    """Exact (non-private) sum of ``values`` clipped to ``[lower, upper]``:
+    :math:`\\sum_i \\min(\\max(x_i, L), U)`.
+
+    Clipping bounds each person's contribution, so the sum has add/remove sensitivity
+    :math:`\\max(|L|, |U|)` whatever the data (Dwork & Roth 2014, sec. 3.3). Summed with
+    ``math.fsum`` (exact rounding). Missing values: see :func:`split_missing`.
+    """
+    lo, hi = _check_bounds(lower, upper)
+    present, _ = split_missing(values, missing)
+    return math.fsum(np.clip(present, lo, hi).tolist())
+
+
+def sum_sensitivity(lower: float, upper: float) -> float:
+    """Add/remove sensitivity of a sum clipped to ``[lower, upper]``: :math:`\\max(|L|, |U|)`."""
+    lo, hi = _check_bounds(lower, upper)
+    return max(abs(lo), abs(hi))
+
+
+def noisy_sum(
+    values: Any,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    missing: MissingPolicy = "raise",
+    size: int | None = None,
+) -> DPRelease:
+    """:math:`\\varepsilon`-DP sum: :math:`\\sum_i \\mathrm{clip}(x_i, L, U) + \\mathrm{Laplace}
+    (\\max(|L|,|U|)/\\varepsilon)` under add/remove-one-person neighbours.
+
+    ``size`` returns that many independent noisy answers (Monte Carlo of the mechanism; each
+    draw alone is one epsilon-DP release, releasing all of them would cost ``size * epsilon``).
+    """
+    eps = _check_epsilon(epsilon)
+    lo, hi = _check_bounds(lower, upper)
+    rng = _check_rng(rng)
+    present, n_missing = split_missing(values, missing)
+    true = math.fsum(np.clip(present, lo, hi).tolist())
+    sens = max(abs(lo), abs(hi))
+    out = laplace_mechanism(true, sens, eps, rng, size=size)
+    return DPRelease(out, eps, sens, sens / eps, n_missing, {"lower": lo, "upper": hi})
+
+
+def noisy_count(
+    values: Any,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    missing: MissingPolicy = "raise",
+    size: int | None = None,
+) -> DPRelease:
+    """:math:`\\varepsilon`-DP count of the (non-missing) records: :math:`n + \\mathrm{Laplace}
+    (1/\\varepsilon)`; a count has sensitivity 1 under add/remove (Dwork & Roth 2014, ex. 3.1).
+
+    For a predicate count ("income above t") pass a boolean array and use :func:`count_above`
+    for the true value, or call :func:`laplace_mechanism` with sensitivity 1.
+    """
+    eps = _check_epsilon(epsilon)
+    rng = _check_rng(rng)
+    present, n_missing = split_missing(values, missing)
+    out = laplace_mechanism(float(present.size), 1.0, eps, rng, size=size)
+    return DPRelease(out, eps, 1.0, 1.0 / eps, n_missing)
+
+
+def count_above(values: Any, threshold: float, missing: MissingPolicy = "raise") -> int:
+    """Exact (non-private) count :math:`|\\{i : x_i > t\\}|` of non-missing values above
+    ``threshold``; sensitivity 1. A missing value is neither above nor below: it is excluded
+    (``missing="drop"``) or refused (``"raise"``), never counted as 0."""
+    t = _check_real(threshold, "threshold")
+    present, _ = split_missing(values, missing)
+    return int((present > t).sum())
+
+
+def noisy_mean(
+    values: Any,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    n: int,
+    missing: MissingPolicy = "raise",
+    size: int | None = None,
+) -> DPRelease:
+    """:math:`\\varepsilon`-DP mean with a **public** number of people ``n``:
+    :math:`\\frac{1}{n}\\sum_i \\mathrm{clip}(x_i, L, U) + \\mathrm{Laplace}\\big(\\frac{U-L}{n
+    \\varepsilon}\\big)`.
+
+    With n public the neighbours are "replace one person" (bounded DP), so one person moves the
+    clipped sum by at most :math:`U - L` and the mean by :math:`(U - L)/n`. ``n`` must equal
+    the number of non-missing values actually averaged (a mismatch would make the sensitivity
+    wrong, so it raises). Post-processing of a noisy sum with public n gives the same mechanism:
+    ``noisy_sum / n`` costs no extra privacy (Dwork & Roth 2014, Prop. 2.1).
+    """
+    eps = _check_epsilon(epsilon)
+    lo, hi = _check_bounds(lower, upper)
+    rng = _check_rng(rng)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be an integer >= 1 (the public number of people), got {n!r}")
+    present, n_missing = split_missing(values, missing)
+    if present.size != n:
+        raise ValueError(
+            f"n must equal the number of non-missing values averaged ({present.size}), got {n}"
+        )
+    true = math.fsum(np.clip(present, lo, hi).tolist()) / n
+    sens = (hi - lo) / n
+    out = laplace_mechanism(true, sens, eps, rng, size=size)
+    return DPRelease(out, eps, sens, sens / eps, n_missing, {"lower": lo, "upper": hi, "n": n})
+
+
+def noisy_mean_unknown_n(
+    values: Any,
+    lower: float,
+    upper: float,
+    epsilon_count: float,
+    epsilon_sum: float,
+    rng: np.random.Generator,
+    *,
+    missing: MissingPolicy = "raise",
+    size: int | None = None,
+) -> DPRelease:
+    """:math:`(\\varepsilon_c + \\varepsilon_s)`-DP mean when ``n`` is private:
+    :math:`\\hat\\mu = \\mathrm{clip}\\big(\\tilde S / \\max(\\tilde n, 1), L, U\\big)` with
+    :math:`\\tilde S = \\sum_i \\mathrm{clip}(x_i,L,U) + \\mathrm{Laplace}(\\max(|L|,|U|)/
+    \\varepsilon_s)` and :math:`\\tilde n = n + \\mathrm{Laplace}(1/\\varepsilon_c)`.
+
+    Two Laplace releases under add/remove neighbours; by sequential composition the total loss
+    is :math:`\\varepsilon_c + \\varepsilon_s` (Dwork et al. 2006; Dwork & Roth 2014, Thm 3.14).
+    The division, the floor of 1 on the count and the final clip are post-processing (free).
+    The estimator is biased for small n; ``details`` holds the noisy count and sum.
+    """
+    eps_c = _check_epsilon(epsilon_count, "epsilon_count")
+    eps_s = _check_epsilon(epsilon_sum, "epsilon_sum")
+    lo, hi = _check_bounds(lower, upper)
+    rng = _check_rng(rng)
+    present, n_missing = split_missing(values, missing)
+    true_sum = math.fsum(np.clip(present, lo, hi).tolist())
+    sens = max(abs(lo), abs(hi))
+    s_noisy = laplace_mechanism(true_sum, sens, eps_s, rng, size=size)
+    n_noisy = laplace_mechanism(float(present.size), 1.0, eps_c, rng, size=size)
+    mean = np.clip(np.asarray(s_noisy) / np.maximum(np.asarray(n_noisy), 1.0), lo, hi)
+    value = float(mean) if size is None else mean
+    return DPRelease(
+        value,
+        eps_c + eps_s,
+        sens,
+        sens / eps_s,
+        n_missing,
+        {
+            "lower": lo,
+            "upper": hi,
+            "epsilon_count": eps_c,
+            "epsilon_sum": eps_s,
+            "noisy_sum": s_noisy,
+            "noisy_count": n_noisy,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- counting queries
+def prob_noisy_count_exceeds(
+    true_count: Any, threshold: Any, epsilon: Any, sensitivity: float = 1.0
+) -> float | np.ndarray:
+    """Closed form of :math:`\\Pr[c + Z > t]`, :math:`Z \\sim \\mathrm{Laplace}(0, b)`,
+    :math:`b = \\Delta/\\varepsilon`.
+
+    With :math:`d = t - c`, from the two branches of the Laplace CDF
+    :math:`F(z) = \\tfrac12 e^{z/b}` for :math:`z < 0` and :math:`1 - \\tfrac12 e^{-z/b}` for
+    :math:`z \\ge 0`:
+
+    .. math:: \\Pr[c + Z > t] = 1 - F(d) =
+              \\begin{cases} \\tfrac12 e^{-d/b} & d \\ge 0 \\ (t \\ge c)\\\\
+                             1 - \\tfrac12 e^{d/b} & d < 0 \\ (t < c) \\end{cases}
+
+    Limits: 1/2 at :math:`t = c`; :math:`\\to 1/2` as :math:`\\varepsilon \\to 0`; :math:`\\to 1`
+    (resp. 0) when the threshold is far below (above) the count. Symmetry:
+    :math:`P(c, t) + P(t, c) = 1`. With ``sensitivity=0`` (no noise) it is 1 if c > t else 0.
+    ``true_count``, ``threshold``, ``epsilon`` broadcast (numpy); scalars give a float.
+    """
+    sens = _check_sensitivity(sensitivity)
+    c = np.asarray(true_count, dtype=float)
+    t = np.asarray(threshold, dtype=float)
+    eps = np.asarray(epsilon, dtype=float)
+    for name, a in (("true_count", c), ("threshold", t)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if not (np.isfinite(eps).all() and (eps > 0).all()):
+        raise ValueError("epsilon must be finite and > 0 (every entry)")
+    c, t, eps = np.broadcast_arrays(c, t, eps)
+    d = t - c
+    if sens == 0:
+        p = (d < 0).astype(float)
+    else:
+        b = sens / eps
+        with np.errstate(over="ignore"):
+            # each branch only evaluates exp of a non-positive number: no overflow.
+            z = -np.abs(d) / b
+            half_tail = 0.5 * np.exp(z)
+        p = np.where(d >= 0, half_tail, 1.0 - half_tail)
+    return float(p) if p.ndim == 0 else p
+
+
+def monte_carlo_exceeds(
+    true_count: float,
+    threshold: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    n_draws: int = 1_000_000,
+    sensitivity: float = 1.0,
+    chunk: int = 1_000_000,
+) -> tuple[float, float]:
+    """Monte Carlo estimate of :math:`\\Pr[c + Z > t]` from ``n_draws`` Laplace draws.
+
+    Returns ``(p_hat, standard_error)`` with :math:`\\mathrm{se} = \\sqrt{\\hat p(1-\\hat p)/N}`.
+    Draws are made in chunks of at most ``chunk`` to bound memory.
+    """
+    c = _check_real(true_count, "true_count")
+    t = _check_real(threshold, "threshold")
+    b = laplace_scale(sensitivity, epsilon)
+    rng = _check_rng(rng)
+    for name, v in (("n_draws", n_draws), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    hits = 0
+    left = int(n_draws)
+    while left:
+        m = min(left, int(chunk))
+        z = rng.laplace(0.0, b, size=m) if b > 0 else np.zeros(m)
+        hits += int(np.count_nonzero(c + z > t))
+        left -= m
+    p = hits / n_draws
+    return p, math.sqrt(p * (1.0 - p) / n_draws)
+
+
+# --------------------------------------------------------------------------- analysis helpers
+def clipping_tradeoff(
+    values: Any,
+    bounds: Any,
+    epsilon: float,
+    missing: MissingPolicy = "raise",
+) -> pd.DataFrame:
+    """Bias-from-clipping vs Laplace noise of the clipped **sum** for each clip bound B in
+    ``bounds`` (range ``[0, B]``, values must be >= 0), at a fixed ``epsilon``.
+
+    Columns: ``B``; ``bias`` :math:`= \\sum_i x_i - \\sum_i \\min(x_i, B)` (>= 0, the income
+    clipping removes); ``noise_sd`` :math:`= \\sqrt2\\,B/\\varepsilon`; ``rmse``
+    :math:`= \\sqrt{\\mathrm{bias}^2 + 2B^2/\\varepsilon^2}`; ``n_clipped`` (people above B).
+    This looks at the raw data, so it is an analyst's diagnostic, not a private way to pick B.
+    """
+    eps = _check_epsilon(epsilon)
+    present, _ = split_missing(values, missing)
+    if (present < 0).any():
+        raise ValueError("values must be >= 0 for clipping to [0, B]")
+    b_arr = _as_float_array(bounds, "bounds")
+    if b_arr.size == 0 or np.isnan(b_arr).any() or (b_arr <= 0).any():
+        raise ValueError("bounds must be a non-empty array of finite numbers > 0")
+    raw = math.fsum(present.tolist())
+    rows = []
+    for bound in b_arr:
+        bias = raw - math.fsum(np.minimum(present, bound).tolist())
+        sd = math.sqrt(2.0) * bound / eps
+        rows.append(
+            {
+                "B": float(bound),
+                "bias": bias,
+                "noise_sd": sd,
+                "rmse": math.hypot(bias, sd),
+                "n_clipped": int((present > bound).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def empirical_log_ratio(
+    samples_a: Any, samples_b: Any, bins: Any, min_count: int = 1000
+) -> pd.DataFrame:
+    """Histogram two samples of mechanism outputs on common ``bins`` and estimate the log ratio
+    of output probabilities per bin, :math:`\\log(\\hat p_A / \\hat p_B)`, for the bins where both
+    counts are at least ``min_count``.
+
+    For an :math:`\\varepsilon`-DP mechanism and neighbouring inputs A, B every bin satisfies
+    :math:`|\\log(p_A/p_B)| \\le \\varepsilon`; the estimate has (delta-method) standard error
+    :math:`\\sqrt{1/k_A - 1/N_A + 1/k_B - 1/N_B}` (k: bin count, N: sample size).
+    Columns: ``left``, ``right``, ``count_a``, ``count_b``, ``log_ratio``, ``se``.
+    """
+    a = _as_float_array(samples_a, "samples_a")
+    b = _as_float_array(samples_b, "samples_b")
+    if a.size == 0 or b.size == 0:
+        raise ValueError("samples_a and samples_b must not be empty")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("samples_a and samples_b must not contain NaN")
+    edges = _as_float_array(bins, "bins")
+    if edges.size < 2 or not (np.diff(edges) > 0).all():
+        raise ValueError("bins must be at least two strictly increasing edges")
+    if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) or min_count < 1:
+        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    ka, _ = np.histogram(a, edges)
+    kb, _ = np.histogram(b, edges)
+    keep = (ka >= min_count) & (kb >= min_count)
+    ka, kb = ka[keep].astype(float), kb[keep].astype(float)
+    log_ratio = np.log(ka / a.size) - np.log(kb / b.size)
+    se = np.sqrt(1 / ka - 1 / a.size + 1 / kb - 1 / b.size)
+    return pd.DataFrame(
+        {
+            "left": edges[:-1][keep],
+            "right": edges[1:][keep],
+            "count_a": ka.astype(int),
+            "count_b": kb.astype(int),
+            "log_ratio": log_ratio,
+            "se": se,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- composition
+class BudgetExceededError(RuntimeError):
+    """Raised when a query would spend more privacy budget than remains; nothing is answered."""
+
+
+class PrivacyBudget:
+    """A privacy-loss ledger under basic sequential composition: k mechanisms that are
+    :math:`\\varepsilon_1, \\dots, \\varepsilon_k`-DP are together
+    :math:`\\sum_j \\varepsilon_j`-DP (Dwork et al. 2006; Dwork & Roth 2014, Thm 3.16).
+
+    ``spend(epsilon, label)`` records a query, or raises :class:`BudgetExceededError` (and records
+    nothing) if it would take the total above ``total_epsilon``. Sums use ``math.fsum`` and a
+    relative tolerance ``rel_tol`` (default 1e-9) so that, e.g., ten spends of 0.1 exactly use a
+    budget of 1.0 instead of being refused by a rounding error. ``answer(...)`` spends first and
+    then runs the mechanism, so a refused query never touches the data.
+    """
+
+    def __init__(self, total_epsilon: float, rel_tol: float = 1e-9):
+        self.total_epsilon = _check_epsilon(total_epsilon, "total_epsilon")
+        tol = _check_real(rel_tol, "rel_tol")
+        if not 0 <= tol < 1e-3:
+            raise ValueError(f"rel_tol must be in [0, 1e-3), got {tol}")
+        self.rel_tol = tol
+        self._entries: list[tuple[str, float]] = []
+
+    @property
+    def spent(self) -> float:
+        """Total epsilon spent so far (exactly rounded sum)."""
+        return math.fsum(e for _, e in self._entries)
+
+    @property
+    def remaining(self) -> float:
+        """Budget left, ``max(total - spent, 0)``; a value within tolerance of 0 is 0."""
+        left = self.total_epsilon - self.spent
+        return 0.0 if left <= self.rel_tol * self.total_epsilon else left
+
+    def can_spend(self, epsilon: float) -> bool:
+        """Whether ``epsilon`` more fits in the budget (within the relative tolerance)."""
+        eps = _check_epsilon(epsilon)
+        new_total = math.fsum([*(e for _, e in self._entries), eps])
+        return new_total <= self.total_epsilon * (1.0 + self.rel_tol)
+
+    def spend(self, epsilon: float, label: str) -> float:
+        """Record a query costing ``epsilon``; returns the remaining budget.
+
+        Raises :class:`BudgetExceededError` (recording nothing) if the query would overspend,
+        ``ValueError`` for a bad epsilon, ``TypeError``/``ValueError`` for a bad label.
+        """
+        eps = _check_epsilon(epsilon)
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, got {type(label).__name__}")
+        if not label.strip():
+            raise ValueError("label must be a non-empty string")
+        if not self.can_spend(eps):
+            raise BudgetExceededError(
+                f"query {label!r} needs epsilon={eps:g} but only {self.remaining:g} of "
+                f"{self.total_epsilon:g} remains; the query was not answered"
+            )
+        self._entries.append((label, eps))
+        return self.remaining
+
+    def answer(self, label: str, epsilon: float, mechanism, *args, **kwargs):
+        """Spend ``epsilon`` under ``label``, then return ``mechanism(*args, epsilon=epsilon,
+        **kwargs)``. Refused queries raise before the mechanism runs; if the mechanism itself
+        raises (bad input, nothing released) the spend is rolled back."""
+        if not callable(mechanism):
+            raise TypeError("mechanism must be callable")
+        self.spend(epsilon, label)
+        try:
+            return mechanism(*args, epsilon=epsilon, **kwargs)
+        except Exception:
+            self._entries.pop()
+            raise
+
+    @property
+    def ledger(self) -> pd.DataFrame:
+        """One row per recorded query: ``label``, ``epsilon``, ``cumulative``, ``remaining``."""
+        rows, acc = [], []
+        for label, eps in self._entries:
+            acc.append(eps)
+            cum = math.fsum(acc)
+            left = self.total_epsilon - cum
+            rows.append(
+                {
+                    "label": label,
+                    "epsilon": eps,
+                    "cumulative": cum,
+                    "remaining": 0.0 if left <= self.rel_tol * self.total_epsilon else left,
+                }
+            )
+        return pd.DataFrame(rows, columns=["label", "epsilon", "cumulative", "remaining"])
+
+    def __repr__(self) -> str:
+        return (
+            f"PrivacyBudget(total_epsilon={self.total_epsilon:g}, spent={self.spent:g}, "
+            f"remaining={self.remaining:g}, queries={len(self._entries)})"
+        )
