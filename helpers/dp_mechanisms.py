@@ -215,7 +215,9 @@ def laplace_mechanism(
         noise = rng.laplace(0.0, b, size=size) if b > 0 else np.zeros(size)
         return v + noise
     if size is not None:
-        raise ValueError("size is only allowed with a scalar value; pass an array of answers instead")
+        raise ValueError(
+            "size is only allowed with a scalar value; pass an array of answers instead"
+        )
     arr = np.asarray(value, dtype=float)
     if not np.isfinite(arr).all():
         raise ValueError("value must contain only finite numbers (no NaN or inf)")
@@ -242,9 +244,7 @@ class DPRelease:
     details: dict = field(default_factory=dict)
 
 
-def clipped_sum(
-    values: Any, lower: float, upper: float, missing: MissingPolicy = "raise"
-) -> float:
+def clipped_sum(values: Any, lower: float, upper: float, missing: MissingPolicy = "raise") -> float:
     """Exact (non-private) sum of ``values`` clipped to ``[lower, upper]``:
     :math:`\\sum_i \\min(\\max(x_i, L), U)`.
 

@@ -119,8 +119,9 @@ def test_prob_exceeds_matches_scipy_sf_on_grid():
 @pytest.mark.parametrize("c,t,eps", [(100, 98, 0.5), (100, 103, 1.0), (10, 10, 0.1), (0, -2, 2.0)])
 def test_prob_exceeds_matches_monte_carlo(c, t, eps):
     p = dp.prob_noisy_count_exceeds(c, t, eps)
-    p_hat, se = dp.monte_carlo_exceeds(c, t, eps, np.random.default_rng(99), n_draws=400_000,
-                                       chunk=150_000)
+    p_hat, se = dp.monte_carlo_exceeds(
+        c, t, eps, np.random.default_rng(99), n_draws=400_000, chunk=150_000
+    )
     assert abs(p_hat - p) < 4 * se
 
 
