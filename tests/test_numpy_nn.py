@@ -1,0 +1,421 @@
+"""Tests of helpers.numpy_nn: gradients, the loss, optimisers, training and input checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import numpy_nn as nn
+
+# --------------------------------------------------------------------------------------------
+# Gradients
+# --------------------------------------------------------------------------------------------
+
+
+def _layer_numeric_check(layer, x, eps=1e-6):
+    """Backward of one layer vs centred differences of the scalar sum(out * r), in float64."""
+    rng = np.random.default_rng(123)
+    out = layer.forward(x)
+    r = rng.normal(size=out.shape)
+    grad_x = layer.backward(r.copy())
+    analytic = [grad_x] + [g.copy() for g in layer.grads()]
+    targets = [x] + layer.params()
+    worst = 0.0
+    for arr, g in zip(targets, analytic, strict=True):
+        num = np.empty_like(arr)
+        flat, nflat = arr.reshape(-1), num.reshape(-1)
+        for i in range(flat.size):
+            orig = flat[i]
+            flat[i] = orig + eps
+            lp = float(np.sum(layer.forward(x) * r))
+            flat[i] = orig - eps
+            lm = float(np.sum(layer.forward(x) * r))
+            flat[i] = orig
+            nflat[i] = (lp - lm) / (2 * eps)
+        err = np.linalg.norm(g - num) / max(np.linalg.norm(g) + np.linalg.norm(num), 1e-30)
+        worst = max(worst, err)
+    return worst
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("make", [
+    lambda rng: nn.Dense(int(rng.integers(1, 7)), int(rng.integers(1, 7)), rng=rng,
+                         dtype=np.float64),
+    lambda rng: nn.ReLU(),
+    lambda rng: nn.Sigmoid(),
+    lambda rng: nn.Tanh(),
+], ids=["dense", "relu", "sigmoid", "tanh"])
+def test_each_layer_backward_matches_finite_differences(make, seed):
+    rng = np.random.default_rng(seed)
+    layer = make(rng)
+    d = layer.in_features if isinstance(layer, nn.Dense) else int(rng.integers(1, 7))
+    x = rng.normal(size=(int(rng.integers(1, 6)), d))
+    # keep ReLU inputs away from the kink so that finite differences are valid
+    x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    assert _layer_numeric_check(layer, x) < 1e-7
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradient_check_whole_network_random_shapes(activation, seed):
+    rng = np.random.default_rng(seed)
+    sizes = [int(s) for s in rng.integers(2, 7, size=int(rng.integers(3, 5)))]
+    net = nn.mlp(sizes, activation=activation, seed=seed)
+    for p in net.params():
+        # non-zero biases: with zero biases a sample whose hidden units are all dead sits
+        # exactly on the next ReLU's kink, where finite differences are meaningless
+        p += rng.normal(scale=0.1, size=p.shape).astype(p.dtype)
+    n = int(rng.integers(3, 9))
+    x = rng.normal(size=(n, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], size=n)
+    err = nn.gradient_check(net, x, y)
+    assert err < 1e-7
+    errors = nn.gradient_errors(net, x, y)
+    assert list(errors) == net.param_names()
+    assert max(errors.values()) == err
+
+
+def test_gradient_check_mixed_layers_and_leaves_net_unchanged():
+    rng = np.random.default_rng(5)
+    net = nn.Sequential([nn.Dense(4, 6, rng=rng), nn.Tanh(), nn.Dense(6, 5, init="xavier", rng=rng),
+                         nn.Sigmoid(), nn.Dense(5, 5, rng=rng), nn.ReLU(), nn.Dense(5, 3, rng=rng)])
+    before = [p.copy() for p in net.params()]
+    x = rng.normal(size=(7, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=7)
+    assert nn.gradient_check(net, x, y) < 1e-7
+    assert net.dtype == np.float32
+    for a, b in zip(before, net.params(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradient_check_detects_a_wrong_backward(monkeypatch):
+    rng = np.random.default_rng(0)
+    net = nn.mlp([4, 5, 3], activation="sigmoid", seed=0)
+    x = rng.normal(size=(6, 4))
+    y = rng.integers(0, 3, size=6)
+    # forget the sigmoid derivative: the classic bug
+    monkeypatch.setattr(nn.Sigmoid, "backward", lambda self, g: g)
+    assert nn.gradient_check(net, x, y) > 1e-2
+
+
+def test_backprop_matches_torch_autograd():
+    rng = np.random.default_rng(0)
+    net = nn.mlp([6, 8, 7, 4], activation="relu", seed=3, dtype=np.float64)
+    x = rng.normal(size=(9, 6))
+    y = rng.integers(0, 4, size=9)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    loss = loss_fn.forward(net.forward(x), y)
+    net.backward(loss_fn.backward())
+    tparams = [torch.tensor(p, requires_grad=True) for p in net.params()]
+    h = torch.tensor(x)
+    for i in range(0, len(tparams), 2):
+        h = h @ tparams[i] + tparams[i + 1]
+        if i < len(tparams) - 2:
+            h = torch.relu(h)
+    tloss = torch.nn.functional.cross_entropy(h, torch.tensor(y))
+    tloss.backward()
+    assert loss == pytest.approx(tloss.item(), rel=1e-12)
+    for g, tp in zip(net.grads(), tparams, strict=True):
+        np.testing.assert_allclose(g, tp.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Loss
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_stable_for_huge_logits(dtype):
+    logits = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], dtype=dtype)
+    y = np.array([1, 0])
+    loss_fn = nn.SoftmaxCrossEntropy()
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        loss = loss_fn.forward(logits, y)
+        grad = loss_fn.backward()
+    # row 0: lse = 1e4, loss 1e4; row 1: lse = 1e4 + log 2, loss 1e4 + log 2
+    assert loss == pytest.approx((1e4 + 1e4 + np.log(2)) / 2, rel=1e-6)
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, np.array([[1, -1, 0], [-1, 0.5, 0.5]]) / 2, atol=1e-6)
+
+
+def test_softmax_cross_entropy_matches_naive_formula_and_gradient_is_p_minus_y():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, 4))
+    y = rng.integers(0, 4, size=5)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    assert loss_fn.forward(z, y) == pytest.approx(-np.mean(np.log(p[np.arange(5), y])))
+    onehot = np.eye(4)[y]
+    np.testing.assert_allclose(loss_fn.backward(), (p - onehot) / 5, atol=1e-12)
+    np.testing.assert_allclose(loss_fn.probabilities(), p, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def test_tiny_network_overfits_64_samples():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10)).astype(np.float32)
+    y = rng.integers(0, 4, size=64)  # random labels: only memorisation can fit them
+    net = nn.mlp([10, 64, 4], seed=0)
+    hist = nn.fit(net, x, y, epochs=300, batch_size=16, optimizer=nn.Adam(1e-2), progress=False)
+    assert nn.accuracy(net, x, y) == 1.0
+    assert hist[-1]["train_loss"] < 0.05
+
+
+@pytest.mark.parametrize("optimizer", [lambda: nn.SGD(0.5), lambda: nn.SGD(0.1, momentum=0.9),
+                                       lambda: nn.Adam(1e-2)], ids=["sgd", "momentum", "adam"])
+def test_loss_decreases_over_one_epoch(optimizer):
+    x, y = nn.make_spirals(512, noise=0.1, seed=0)
+    net = nn.mlp([2, 32, 32, 2], seed=0)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    before = loss_fn.forward(net.forward(x), y)
+    nn.fit(net, x, y, epochs=1, batch_size=16, optimizer=optimizer(), progress=False)
+    after = loss_fn.forward(net.forward(x), y)
+    assert after < before
+
+
+def test_fit_history_validation_and_reproducibility():
+    x, y = nn.make_spirals(300, seed=1)
+    runs = []
+    for _ in range(2):
+        net = nn.mlp([2, 16, 2], seed=4)
+        hist = nn.fit(net, x[:200], y[:200], epochs=3, batch_size=32, x_val=x[200:],
+                      y_val=y[200:], seed=7, progress=False,
+                      lr_schedule=lambda e: 1e-2 / (e + 1))
+        runs.append((hist, net.params()))
+    hist = runs[0][0]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert [h["lr"] for h in hist] == pytest.approx([1e-2, 5e-3, 1e-2 / 3])
+    for h in hist:
+        assert set(h) == {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                          "seconds"}
+        assert 0 <= h["train_acc"] <= 1 and 0 <= h["val_acc"] <= 1
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    no_val = nn.fit(nn.mlp([2, 4, 2]), x, y, epochs=1, progress=False)
+    assert np.isnan(no_val[0]["val_acc"])
+
+
+def test_fit_stops_on_divergence():
+    x, y = nn.make_spirals(256, seed=0)
+    net = nn.mlp([2, 64, 64, 2], seed=0)
+    hist = nn.fit(net, x * 100, y, epochs=5, batch_size=8, optimizer=nn.SGD(1e3),
+                  progress=False)
+    assert len(hist) == 1  # stopped in the first epoch
+    assert not np.isfinite(hist[0]["train_loss"])
+
+
+def test_training_float32_keeps_float32():
+    x, y = nn.make_spirals(64, seed=0)
+    net = nn.mlp([2, 8, 2], seed=0)
+    nn.fit(net, x.astype(np.float64), y, epochs=2, optimizer=nn.Adam(1e-2), progress=False)
+    assert all(p.dtype == np.float32 for p in net.params())
+    assert net.predict_proba(x).dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisers (against torch.optim on the same gradients)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda: nn.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    (lambda: nn.SGD(0.1, momentum=0.9, weight_decay=0.01),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    (lambda: nn.Adam(1e-2, weight_decay=0.01), lambda p: torch.optim.Adam(p, lr=1e-2)),
+], ids=["sgd", "momentum_l2", "adam_l2"])
+def test_optimisers_match_torch(ours, theirs):
+    rng = np.random.default_rng(0)
+    params = [rng.normal(size=(3, 4)), rng.normal(size=4)]
+    opt = ours()
+    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    topt = theirs(tparams)
+    wd = opt.weight_decay
+    for _ in range(5):
+        grads = [rng.normal(size=p.shape) for p in params]
+        opt.step(params, grads)
+        for tp, g in zip(tparams, grads, strict=True):
+            # our L2 applies to matrices only; emulate it for torch
+            tp.grad = torch.tensor(g + (wd * tp.detach().numpy() if tp.ndim >= 2 else 0))
+        topt.step()
+    for p, tp in zip(params, tparams, strict=True):
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference, construction, toy data
+# --------------------------------------------------------------------------------------------
+
+
+def test_predict_proba_and_predict():
+    rng = np.random.default_rng(0)
+    net = nn.mlp([5, 7, 3], seed=0)
+    x = rng.normal(size=(23, 5)).astype(np.float32)
+    p = net.predict_proba(x, batch_size=4)
+    assert p.shape == (23, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(p, net.predict_proba(x, batch_size=100), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(net.predict(x), p.argmax(axis=1))
+    assert net.predict(x).dtype == np.int64
+
+
+def test_initialisations_have_the_documented_scale():
+    he = nn.Dense(1000, 500, init="he", rng=0)
+    assert he.W.std() == pytest.approx(np.sqrt(2 / 1000), rel=0.02)
+    xa = nn.Dense(1000, 500, init="xavier", rng=0)
+    a = np.sqrt(6 / 1500)
+    assert np.abs(xa.W).max() <= a
+    assert xa.W.std() == pytest.approx(a / np.sqrt(3), rel=0.02)
+    assert not he.b.any()
+
+
+def test_layer_gradient_norms_vanish_with_sigmoid():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 20)).astype(np.float32)
+    y = rng.integers(0, 5, size=64)
+    sig = nn.layer_gradient_norms(nn.mlp([20] + [32] * 8 + [5], "sigmoid", seed=0), x, y)
+    relu = nn.layer_gradient_norms(nn.mlp([20] + [32] * 8 + [5], "relu", seed=0), x, y)
+    assert len(sig) == len(relu) == 9
+    assert sig[0] < 1e-2 * sig[-1]  # the sigmoid stack's first layer barely learns
+    assert relu[0] > 0.1 * relu[-1]
+
+
+def test_make_spirals():
+    x, y = nn.make_spirals(301, n_classes=3, seed=0)
+    assert x.shape == (301, 2) and x.dtype == np.float32 and y.dtype == np.int64
+    assert sorted(np.bincount(y).tolist()) == [100, 100, 101]
+    x2, _ = nn.make_spirals(301, n_classes=3, seed=0)
+    np.testing.assert_array_equal(x, x2)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+
+def _net_and_data():
+    rng = np.random.default_rng(0)
+    return nn.mlp([4, 5, 3], seed=0), rng.normal(size=(6, 4)).astype(np.float32), \
+        rng.integers(0, 3, size=6)
+
+
+def test_shape_mismatch_between_layers():
+    with pytest.raises(ValueError, match=r"layers\[0\] outputs 5 features but layers\[2\] expects 6"):
+        nn.Sequential([nn.Dense(4, 5), nn.ReLU(), nn.Dense(6, 2)])
+    with pytest.raises(ValueError, match="Dense expects x of shape"):
+        nn.Dense(4, 5).forward(np.zeros((2, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("call", ["forward", "fit", "gradient_check", "predict", "accuracy"])
+def test_x_with_wrong_number_of_features(call):
+    net, x, y = _net_and_data()
+    bad = np.zeros((6, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="features but the network expects 4"):
+        {"forward": lambda: net.forward(bad),
+         "fit": lambda: nn.fit(net, bad, y, progress=False),
+         "gradient_check": lambda: nn.gradient_check(net, bad, y),
+         "predict": lambda: net.predict(bad),
+         "accuracy": lambda: nn.accuracy(net, bad, y)}[call]()
+
+
+def test_x_and_y_length_mismatch():
+    net, x, y = _net_and_data()
+    with pytest.raises(ValueError, match="y has 5 labels but x has 6 samples"):
+        nn.fit(net, x, y[:5], progress=False)
+    with pytest.raises(ValueError, match="y has 5 labels"):
+        nn.gradient_check(net, x, y[:5])
+    with pytest.raises(ValueError, match="y has 5 labels"):
+        nn.SoftmaxCrossEntropy().forward(np.zeros((6, 3)), y[:5])
+
+
+@pytest.mark.parametrize("labels, error, match", [
+    (np.array([0, 1, 2, 0, 1, 1.0]), TypeError, "integer class labels"),
+    (np.array([0, 1, 2, 0, 1, 3]), ValueError, r"integers in \[0, 3\)"),
+    (np.array([0, 1, 2, 0, 1, -1]), ValueError, r"integers in \[0, 3\)"),
+    (np.zeros((6, 1), dtype=np.int64), ValueError, "must be 1-D"),
+    ([0, 1, 2, 0, 1, 1], TypeError, "NumPy array"),
+])
+def test_bad_labels(labels, error, match):
+    net, x, _ = _net_and_data()
+    with pytest.raises(error, match=match):
+        nn.fit(net, x, labels, progress=False)
+    with pytest.raises(error, match=match):
+        nn.SoftmaxCrossEntropy().forward(np.zeros((6, 3)), labels)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs(value):
+    net, x, y = _net_and_data()
+    x = x.copy()
+    x[2, 1] = value
+    with pytest.raises(ValueError, match="x contains NaN or infinite values"):
+        nn.fit(net, x, y, progress=False)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net.forward(x)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        nn.gradient_check(net, x, y)
+    with pytest.raises(ValueError, match="x_val contains NaN"):
+        clean = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        nn.fit(net, clean, y, x_val=x, y_val=y, progress=False)
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3])
+@pytest.mark.parametrize("make", [lambda lr: nn.SGD(lr), lambda lr: nn.SGD(lr, momentum=0.9),
+                                  lambda lr: nn.Adam(lr)], ids=["sgd", "momentum", "adam"])
+def test_learning_rate_must_be_positive(make, lr):
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        make(lr)
+
+
+def test_learning_rate_schedule_must_be_positive():
+    net, x, y = _net_and_data()
+    with pytest.raises(ValueError, match=r"lr_schedule\(0\) must be > 0"):
+        nn.fit(net, x, y, lr_schedule=lambda e: 0.0, progress=False)
+
+
+@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-3, ValueError),
+                                               (1.5, TypeError), (True, TypeError)])
+def test_batch_size_must_be_a_positive_int(batch_size, error):
+    net, x, y = _net_and_data()
+    with pytest.raises(error, match="batch_size must be"):
+        nn.fit(net, x, y, batch_size=batch_size, progress=False)
+    with pytest.raises(error, match="batch_size must be"):
+        net.predict(x, batch_size=batch_size)
+
+
+def test_other_bad_arguments():
+    net, x, y = _net_and_data()
+    with pytest.raises(ValueError, match="momentum must be in"):
+        nn.SGD(0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="betas must be in"):
+        nn.Adam(betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        nn.Adam(weight_decay=-1)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        nn.fit(net, x, y, epochs=0, progress=False)
+    with pytest.raises(ValueError, match="init must be"):
+        nn.Dense(3, 4, init="normal")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        nn.Dense(3, 4, dtype=np.int32)
+    with pytest.raises(ValueError, match="x_val and y_val must be given together"):
+        nn.fit(net, x, y, x_val=x, progress=False)
+    with pytest.raises(TypeError, match="optimizer must be SGD or Adam"):
+        nn.fit(net, x, y, optimizer="adam", progress=False)
+    with pytest.raises(ValueError, match="eps must be in"):
+        nn.gradient_check(net, x, y, eps=0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        nn.mlp([2, 3], activation="gelu")
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a Layer"):
+        nn.Sequential([nn.Dense(2, 3), "relu"])
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.ReLU().backward(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="grad_out must have the output's shape"):
+        layer = nn.Tanh()
+        layer.forward(np.zeros((2, 2)))
+        layer.backward(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="optimiser was used with different parameters"):
+        opt = nn.SGD(0.1)
+        opt.step([np.zeros(2)], [np.zeros(2)])
+        opt.step([np.zeros(3)], [np.zeros(3)])
