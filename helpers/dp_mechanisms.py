@@ -64,14 +64,18 @@ __all__ = [
     "clipped_sum",
     "clipping_tradeoff",
     "count_above",
+    "dp_clip_bound",
     "empirical_log_ratio",
+    "exceed_table",
     "laplace_mechanism",
     "laplace_scale",
     "monte_carlo_exceeds",
     "noisy_count",
     "noisy_mean",
     "noisy_mean_unknown_n",
+    "noise_table",
     "noisy_sum",
+    "optimal_split",
     "prob_noisy_count_exceeds",
     "split_missing",
     "sum_sensitivity",
@@ -558,6 +562,162 @@ def empirical_log_ratio(
             "se": se,
         }
     )
+
+
+def dp_clip_bound(
+    values: Any,
+    candidates: Any,
+    epsilon: float,
+    rng: np.random.Generator,
+    quantile: float = 0.99,
+    missing: MissingPolicy = "raise",
+) -> tuple[float, pd.DataFrame]:
+    r"""Choose a clip bound B privately: the smallest public candidate above the noisy
+    ``quantile`` of the data, from an :math:`\varepsilon`-DP histogram.
+
+    The candidates ``c_1 < ... < c_k`` must be fixed *before* looking at the data (domain
+    knowledge only). The histogram counts people in the disjoint bins ``(-inf, c_1], (c_1, c_2],
+    ..., (c_k, inf)``; adding or removing one person changes one bin by 1, so the whole vector
+    has L1 sensitivity 1 and one Laplace(1/epsilon) draw per bin is epsilon-DP (parallel
+    composition; Dwork & Roth 2014, sec. 3.3 "histogram queries"; McSherry 2009). Everything
+    after is post-processing: :math:`\tilde N_{>c_j} = \sum_{i > j} \tilde h_i`, and B is the
+    smallest :math:`c_j` with :math:`\tilde N_{>c_j} \le (1 - q) \sum_i \tilde h_i` (the largest
+    candidate if none qualifies). Returns ``(B, table)`` with the noisy bin counts.
+    """
+    eps = _check_epsilon(epsilon)
+    rng = _check_rng(rng)
+    q = _check_real(quantile, "quantile")
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    cand = _as_float_array(candidates, "candidates")
+    if cand.size == 0 or np.isnan(cand).any() or not (np.diff(cand) > 0).all():
+        raise ValueError("candidates must be a non-empty, strictly increasing array of numbers")
+    present, _ = split_missing(values, missing)
+    edges = np.concatenate([[-np.inf], cand, [np.inf]])
+    # bins (e_i, e_{i+1}]: count_i = #(x <= e_{i+1}) - #(x <= e_i)
+    at_or_below = np.searchsorted(np.sort(present), edges, side="right")
+    counts = np.diff(at_or_below).astype(float)
+    noisy = laplace_mechanism(counts, 1.0, eps, rng)
+    noisy_total = math.fsum(noisy.tolist())
+    above = np.array([math.fsum(noisy[j + 1 :].tolist()) for j in range(cand.size)])
+    ok = np.flatnonzero(above <= (1.0 - q) * noisy_total)
+    bound = float(cand[ok[0]]) if ok.size else float(cand[-1])
+    labels = [f"<= {cand[0]:,.0f}"]
+    labels += [f"({lo:,.0f}, {hi:,.0f}]" for lo, hi in zip(cand[:-1], cand[1:], strict=True)]
+    labels += [f"> {cand[-1]:,.0f}"]
+    table = pd.DataFrame({"bin": labels, "noisy_count": noisy})
+    return bound, table
+
+
+def optimal_split(a1: float, a2: float) -> float:
+    r"""Share of a total budget :math:`\varepsilon` to give query 1 so that
+    :math:`a_1/\varepsilon_1^2 + a_2/\varepsilon_2^2` is minimal subject to
+    :math:`\varepsilon_1 + \varepsilon_2 = \varepsilon`.
+
+    For Laplace noise the expected squared relative error of query j is
+    :math:`E[(Z_j/f_j)^2] = 2 (\Delta_j / f_j)^2/\varepsilon_j^2`, so
+    :math:`a_j = 2(\Delta_j/f_j)^2`. Setting the derivative of
+    :math:`a_1/\varepsilon_1^2 + a_2/(\varepsilon-\varepsilon_1)^2` to zero gives
+    :math:`a_1/\varepsilon_1^3 = a_2/\varepsilon_2^3`, i.e.
+    :math:`\varepsilon_1/\varepsilon = a_1^{1/3} / (a_1^{1/3} + a_2^{1/3})` (independent of
+    :math:`\varepsilon`; the objective is convex on (0, epsilon) so this is the minimum).
+    """
+    x1 = _check_real(a1, "a1")
+    x2 = _check_real(a2, "a2")
+    if x1 <= 0:
+        raise ValueError(f"a1 must be > 0, got {x1}")
+    if x2 <= 0:
+        raise ValueError(f"a2 must be > 0, got {x2}")
+    c1, c2 = np.cbrt(x1), np.cbrt(x2)
+    return float(c1 / (c1 + c2))
+
+
+def noise_table(
+    true_value: float,
+    sensitivity: float,
+    epsilons: Any,
+    rng: np.random.Generator,
+    n_draws: int = 10_000,
+) -> tuple[pd.DataFrame, dict[float, np.ndarray]]:
+    r"""Laplace mechanism on one true answer for several epsilons, ``n_draws`` draws each.
+
+    Table columns: ``epsilon``, ``scale`` (b), ``true``, ``mean`` and ``sd`` of the draws,
+    ``sd_theory`` (:math:`\sqrt2 b`), ``mean_abs_rel_error``
+    (:math:`\overline{|\tilde f - f|}/|f|`) and its expectation ``rel_error_theory``
+    (:math:`b/|f|`). Also returns the draws per epsilon (for plots).
+    """
+    t = _check_real(true_value, "true_value")
+    if t == 0:
+        raise ValueError("true_value must be non-zero (relative errors are reported)")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 2:
+        raise ValueError(f"n_draws must be an integer >= 2, got {n_draws!r}")
+    eps_arr = _as_float_array(epsilons, "epsilons")
+    if eps_arr.size == 0:
+        raise ValueError("epsilons must not be empty")
+    rows, draws = [], {}
+    for eps in eps_arr.tolist():
+        b = laplace_scale(sensitivity, eps)
+        d = laplace_mechanism(t, sensitivity, eps, rng, size=int(n_draws))
+        draws[eps] = d
+        rows.append(
+            {
+                "epsilon": eps,
+                "scale": b,
+                "true": t,
+                "mean": float(d.mean()),
+                "sd": float(d.std(ddof=1)),
+                "sd_theory": math.sqrt(2.0) * b,
+                "mean_abs_rel_error": float(np.abs(d - t).mean() / abs(t)),
+                "rel_error_theory": b / abs(t),
+            }
+        )
+    return pd.DataFrame(rows), draws
+
+
+def exceed_table(
+    counts: dict,
+    gaps: Any,
+    epsilons: Any,
+    rng: np.random.Generator,
+    n_draws: int = 1_000_000,
+) -> pd.DataFrame:
+    r"""Closed form vs Monte Carlo of :math:`\Pr[c + Z > t]` for every group, threshold
+    :math:`t = c + \mathrm{gap}` and epsilon (sensitivity 1).
+
+    ``counts`` maps a group name to its true count. Columns: ``group``, ``true_count``, ``gap``,
+    ``threshold``, ``epsilon``, ``closed_form``, ``monte_carlo``, ``se``, ``z``, ``abs_diff``.
+    ``se`` is the standard error of the Monte Carlo fraction if the closed form p is right,
+    :math:`\sqrt{p(1-p)/N}` (unlike the plug-in :math:`\sqrt{\hat p(1-\hat p)/N}` it is not 0
+    when no draw lands above a far threshold); ``z = (MC - closed) / se`` (NaN only if p is
+    exactly 0 or 1).
+    """
+    if not isinstance(counts, dict) or not counts:
+        raise ValueError("counts must be a non-empty dict of group -> true count")
+    gap_arr = _as_float_array(gaps, "gaps")
+    eps_arr = _as_float_array(epsilons, "epsilons")
+    rows = []
+    for group, c in counts.items():
+        c = _check_real(c, "counts value")
+        for gap in gap_arr.tolist():
+            for eps in eps_arr.tolist():
+                p = prob_noisy_count_exceeds(c, c + gap, eps)
+                p_hat, _ = monte_carlo_exceeds(c, c + gap, eps, rng, n_draws=n_draws)
+                se = math.sqrt(p * (1.0 - p) / n_draws)
+                rows.append(
+                    {
+                        "group": group,
+                        "true_count": c,
+                        "gap": gap,
+                        "threshold": c + gap,
+                        "epsilon": eps,
+                        "closed_form": p,
+                        "monte_carlo": p_hat,
+                        "se": se,
+                        "z": (p_hat - p) / se if se > 0 else float("nan"),
+                        "abs_diff": abs(p_hat - p),
+                    }
+                )
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- composition

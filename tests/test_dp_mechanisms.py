@@ -326,3 +326,62 @@ def test_bad_values_and_bounds(rng):
         dp.empirical_log_ratio([], [1.0], [0.0, 1.0])
     with pytest.raises(ValueError, match="min_count"):
         dp.empirical_log_ratio([1.0], [1.0], [0.0, 1.0], min_count=0)
+
+
+# --------------------------------------------------------------------------- notebook helpers
+def test_dp_clip_bound_picks_quantile_with_little_noise():
+    x = np.concatenate([np.full(9_890, 10.0), np.full(110, 150.0)])  # 1.1% above 50 and 100
+    bound, table = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, np.random.default_rng(0))
+    assert bound == 200  # smallest candidate with <= 1% above it (noise scale 0.02)
+    assert table["noisy_count"].sum() == pytest.approx(10_000, abs=1)
+    bound95, _ = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, np.random.default_rng(0), 0.95)
+    assert bound95 == 50
+    assert len(table) == 5 and table["bin"].iloc[-1] == "> 400"
+    # nothing qualifies (everyone above the grid): the largest candidate
+    big, _ = dp.dp_clip_bound(np.full(1000, 1e6), [1, 2], 50.0, np.random.default_rng(0))
+    assert big == 2
+
+
+def test_dp_clip_bound_bad_inputs(rng):
+    with pytest.raises(ValueError, match="candidates"):
+        dp.dp_clip_bound([1.0], [2, 1], 1.0, rng)
+    with pytest.raises(ValueError, match="quantile"):
+        dp.dp_clip_bound([1.0], [1, 2], 1.0, rng, quantile=1.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        dp.dp_clip_bound([1.0], [1, 2], 0.0, rng)
+
+
+def test_optimal_split_minimises_objective():
+    for a1, a2 in [(1.0, 1.0), (8.0, 1.0), (0.01, 3.0)]:
+        share = dp.optimal_split(a1, a2)
+        s = np.linspace(0.001, 0.999, 99_901)
+        g = a1 / s**2 + a2 / (1 - s) ** 2
+        assert share == pytest.approx(s[np.argmin(g)], abs=2e-5)
+    assert dp.optimal_split(8.0, 1.0) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="a1"):
+        dp.optimal_split(0.0, 1.0)
+    with pytest.raises(ValueError, match="a2"):
+        dp.optimal_split(1.0, -1.0)
+
+
+def test_noise_table_matches_theory(rng):
+    tab, draws = dp.noise_table(1000.0, 10.0, [0.5, 2.0], rng, n_draws=50_000)
+    assert list(draws) == [0.5, 2.0] and draws[0.5].shape == (50_000,)
+    np.testing.assert_allclose(tab["scale"], [20.0, 5.0])
+    np.testing.assert_allclose(tab["sd"], tab["sd_theory"], rtol=0.03)
+    np.testing.assert_allclose(tab["mean_abs_rel_error"], tab["rel_error_theory"], rtol=0.03)
+    with pytest.raises(ValueError, match="true_value"):
+        dp.noise_table(0.0, 1.0, [1.0], rng)
+    with pytest.raises(ValueError, match="n_draws"):
+        dp.noise_table(1.0, 1.0, [1.0], rng, n_draws=1)
+
+
+def test_exceed_table_agrees_within_4_se():
+    tab = dp.exceed_table(
+        {"a": 10, "b": 200}, [-3, 0, 3, 50], [0.1, 1.0], np.random.default_rng(3), 200_000
+    )
+    assert len(tab) == 16
+    assert (tab["z"].abs() < 4).all()  # se from the closed form: never 0 here
+    assert (tab["threshold"] == tab["true_count"] + tab["gap"]).all()
+    with pytest.raises(ValueError, match="counts"):
+        dp.exceed_table({}, [0], [1.0], np.random.default_rng(0))
