@@ -68,8 +68,9 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device:
     dev = device()
     _clock["start"] = time.perf_counter()
     if verbose:
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
-        print(f"device: {dev.type} ({name or 'cpu'}), torch threads: {torch.get_num_threads()}")
+        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                else f"{os.cpu_count()} cores")
+        print(f"device: {dev.type} ({name}), torch threads: {torch.get_num_threads()}")
         print(f"python {platform.python_version()}, torch {torch.__version__}, "
               f"numpy {np.__version__}, seed {seed}")
     return dev

@@ -2,7 +2,7 @@
 
     python scripts/run_notebooks.py --out build          # `make run`: executed copies + HTML
     python scripts/run_notebooks.py --inplace [NB ...]   # `make notebooks`: re-run and save
-    python scripts/run_notebooks.py --results-only [--markdown]
+    python scripts/run_notebooks.py --results-only [--markdown | --update-readme]
 
 Each notebook runs top to bottom in a fresh kernel of this Python (a clean Restart-and-Run-All)
 with ``notebooks/`` as the working directory. One line per notebook reports the outcome and the
@@ -63,6 +63,8 @@ def main() -> int:
     mode.add_argument("--inplace", action="store_true", help="save outputs into the notebooks")
     mode.add_argument("--results-only", action="store_true", help="only print the results")
     parser.add_argument("--markdown", action="store_true", help="results as a Markdown table")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="write the Markdown results table into README.md")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     args = parser.parse_args()
@@ -94,9 +96,25 @@ def main() -> int:
             print(f"ok ({seconds:.0f} s)", flush=True)
         if paths and out is not None:
             print(f"executed notebooks and HTML in {out.relative_to(ROOT)}/")
+    if args.update_readme:
+        update_readme(results_table(markdown=True))
+        print("README.md results table updated")
+        return 0
     print()
     print(results_table(args.markdown))
     return 0
+
+
+def update_readme(table: str) -> None:
+    """Replace the text between the README's results markers with ``table``."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 if __name__ == "__main__":
