@@ -58,6 +58,7 @@ __all__ = [
     "SENSITIVE",
     "adult_pipeline",
     "apply_thresholds",
+    "association_with",
     "average_odds_difference",
     "bootstrap_ci",
     "consistency",
@@ -71,6 +72,7 @@ __all__ = [
     "massaging_sweep",
     "interpolate_knob",
     "nearest_neighbors",
+    "plot_tradeoff",
     "reweighing_sweep",
     "reweighing_weights",
     "selection_rate",
@@ -599,7 +601,9 @@ CATEGORICAL = [
 
 def adult_pipeline(*, include_sex: bool = True, C: float = 1.0) -> Pipeline:
     """Unfitted scikit-learn Pipeline: scale the numeric columns, one-hot the categorical ones
-    (missing -> its own category), then an L2 logistic regression (lbfgs).
+    (missing -> its own category), then an L2-regularised logistic regression fitted by
+    Newton's method with a Cholesky solve (scikit-learn's ``newton-cholesky``: a handful of
+    iterations, well suited to many rows and ~90 one-hot columns).
 
     ``include_sex=False`` drops the protected attribute ("fairness through unawareness").
     """
@@ -617,7 +621,12 @@ def adult_pipeline(*, include_sex: bool = True, C: float = 1.0) -> Pipeline:
     pre = ColumnTransformer(
         [("num", StandardScaler(), NUMERIC), ("cat", categorical, cats)], remainder="drop"
     )
-    return Pipeline([("features", pre), ("clf", LogisticRegression(C=C, max_iter=2000))])
+    return Pipeline(
+        [
+            ("features", pre),
+            ("clf", LogisticRegression(C=C, solver="newton-cholesky", max_iter=100)),
+        ]
+    )
 
 
 def _check_frame(name: str, df, needed: Sequence[str]) -> None:
@@ -721,27 +730,35 @@ def bootstrap_ci(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _sweep(values, fit_one, train, test, neighbors, knob: str, desc: str) -> pd.DataFrame:
+def _sweep(values, make_fit, train, test, neighbors, include_sex, knob, desc) -> pd.DataFrame:
+    """Fit the pipeline's features once, then one classifier per knob value.
+
+    The preprocessing step is fitted without weights or labels, so it is the same for every
+    knob value; only the logistic regression is refitted (``make_fit(v)`` returns its labels,
+    sample weights and extra columns). Each model is identical to :func:`fit_adult_model`'s.
+    """
+    from sklearn.base import clone
     from tqdm.auto import tqdm
 
+    template = adult_pipeline(include_sex=include_sex)
+    features = template.named_steps["features"].fit(train)
+    x_train, x_test = features.transform(train), features.transform(test)
+    y_train, s_train = train[LABEL].to_numpy(), train[SENSITIVE].to_numpy()
     rows = []
     for v in tqdm(list(values), desc=desc):
-        model, extra = fit_one(float(v))
-        row = {knob: float(v), **extra}
-        row.update(_train_columns(model, train))
-        y_pred = model.predict(test)
+        labels, weights, extra = make_fit(float(v))
+        clf = clone(template.named_steps["clf"]).fit(x_train, labels, sample_weight=weights)
+        y_fit = clf.predict(x_train)
+        row = {
+            knob: float(v),
+            **extra,
+            "train_accuracy": float((y_fit == y_train).mean()),
+            "train_disparate_impact": disparate_impact(y_fit, s_train, PRIVILEGED),
+        }
+        y_pred = clf.predict(x_test)
         row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _train_columns(model, train: pd.DataFrame) -> dict:
-    """Accuracy and DI of ``model`` on the (original, unmodified) training rows."""
-    y_fit = model.predict(train)
-    return {
-        "train_accuracy": float((y_fit == train[LABEL].to_numpy()).mean()),
-        "train_disparate_impact": disparate_impact(y_fit, train[SENSITIVE], PRIVILEGED),
-    }
 
 
 def reweighing_sweep(
@@ -753,12 +770,14 @@ def reweighing_sweep(
     rows, so a knob can be chosen without looking at the test split."""
     _check_frame("train", train, [*NUMERIC, *CATEGORICAL, LABEL])
     _check_frame("test", test, [*NUMERIC, *CATEGORICAL, LABEL])
+    y = _binary("train[LABEL]", train[LABEL])
 
-    def fit_one(a):
-        w = reweighing_weights(train[LABEL], train[SENSITIVE], strength=a)
-        return fit_adult_model(train, sample_weight=w, include_sex=include_sex), {}
+    def make_fit(a):
+        return y, reweighing_weights(y, train[SENSITIVE], strength=a), {}
 
-    return _sweep(strengths, fit_one, train, test, neighbors, "strength", "reweighing sweep")
+    return _sweep(
+        strengths, make_fit, train, test, neighbors, include_sex, "strength", "reweighing sweep"
+    )
 
 
 def massaging_sweep(
@@ -778,12 +797,13 @@ def massaging_sweep(
     _check_frame("test", test, [*NUMERIC, *CATEGORICAL, LABEL])
     y = _binary("train[LABEL]", train[LABEL])
 
-    def fit_one(f):
+    def make_fit(f):
         y_m = massage(y, train[SENSITIVE], scores, PRIVILEGED, fraction=f)
-        model = fit_adult_model(train, labels=y_m, include_sex=include_sex)
-        return model, {"flips": int((y_m != y).sum())}
+        return y_m, None, {"flips": int((y_m != y).sum())}
 
-    return _sweep(fractions, fit_one, train, test, neighbors, "fraction", "massaging sweep")
+    return _sweep(
+        fractions, make_fit, train, test, neighbors, include_sex, "fraction", "massaging sweep"
+    )
 
 
 def threshold_sweep(
@@ -836,3 +856,81 @@ def interpolate_knob(sweep: pd.DataFrame, knob: str, column: str, target: float)
                 return float(x[i])
             return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
     raise ValueError(f"{column} never reaches {target} in the sweep (max {y.max():.3f})")
+
+
+def association_with(df: pd.DataFrame, column: str, features: Sequence[str]) -> pd.DataFrame:
+    """Strength of association between ``df[column]`` (categorical, e.g. sex) and each feature.
+
+    Categorical feature: Cramér's V, :math:`V = \\sqrt{\\chi^2 / (n\\,(\\min(r, c) - 1))}` from the
+    contingency table (Cramér 1946). Numeric feature: the correlation ratio
+    :math:`\\eta = \\sqrt{\\sum_g n_g (\\bar x_g - \\bar x)^2 / \\sum_i (x_i - \\bar x)^2}` (for a
+    binary ``column`` this is the absolute point-biserial correlation). Both lie in [0, 1]; a
+    feature with a high value is a proxy that can carry the protected attribute into a model
+    that never sees it. Missing values count as their own category. Sorted, strongest first.
+    """
+    _check_frame("df", df, [column, *features])
+    g = df[column].astype(str).to_numpy()
+    rows = []
+    for f in features:
+        if f == column:
+            raise ValueError(f"features must not contain the column itself ({column!r})")
+        x = df[f]
+        if pd.api.types.is_numeric_dtype(x):
+            xv = x.to_numpy(float)
+            total = ((xv - xv.mean()) ** 2).sum()
+            if total == 0:
+                raise ValueError(f"feature {f!r} is constant: its correlation ratio is undefined")
+            between = sum(
+                (g == k).sum() * (xv[g == k].mean() - xv.mean()) ** 2 for k in np.unique(g)
+            )
+            rows.append(
+                {"feature": f, "measure": "correlation ratio", "value": np.sqrt(between / total)}
+            )
+        else:
+            table = pd.crosstab(x.fillna("missing").astype(str), g).to_numpy(float)
+            n = table.sum()
+            expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
+            chi2 = ((table - expected) ** 2 / expected).sum()
+            k = min(table.shape) - 1
+            if k == 0:
+                raise ValueError(f"feature {f!r} has a single category: Cramér's V is undefined")
+            rows.append({"feature": f, "measure": "Cramér's V", "value": np.sqrt(chi2 / (n * k))})
+    return pd.DataFrame(rows).sort_values("value", ascending=False).reset_index(drop=True)
+
+
+def plot_tradeoff(
+    curves: Mapping[str, pd.DataFrame],
+    points: Mapping[str, Mapping],
+    *,
+    baseline_accuracy: float,
+    max_drop: float = 0.015,
+    ax=None,
+):
+    """Accuracy against disparate impact: one line per sweep in ``curves`` (DataFrames with
+    ``disparate_impact`` and ``accuracy`` columns) and one marker per model in ``points``
+    (name -> dict with the same keys). Draws the four-fifths line (DI = 0.8) and the accuracy
+    floor ``baseline_accuracy - max_drop``; the goal region is the upper right. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 5))
+    markers = iter("osD^vP*Xh<>p")
+    for name, df in curves.items():
+        _check_frame(f"curves[{name!r}]", df, ["disparate_impact", "accuracy"])
+        ax.plot(df["disparate_impact"], df["accuracy"], ".-", alpha=0.6, label=f"{name} (sweep)")
+    for name, p in points.items():
+        ax.plot(p["disparate_impact"], p["accuracy"], next(markers, "o"), ms=9, mec="k", label=name)
+    ax.axvline(0.8, color="grey", ls="--", lw=1, label="four-fifths rule (DI = 0.8)")
+    ax.axhline(
+        baseline_accuracy - max_drop,
+        color="grey",
+        ls=":",
+        lw=1,
+        label=f"baseline accuracy - {100 * max_drop:.1f} points",
+    )
+    ax.set_xlabel("disparate impact on the test split (women / men selection rate)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs disparate impact on UCI Adult (test split)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    return ax

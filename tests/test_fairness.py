@@ -293,9 +293,53 @@ def test_sweeps_and_weights_change_the_model():
         assert sweep["rate_unprivileged"].iloc[1] > sweep["rate_unprivileged"].iloc[0]
         assert {"accuracy", "disparate_impact", "train_disparate_impact"} <= set(sweep.columns)
     assert ms["flips"].tolist()[0] == 0 and ms["flips"].tolist()[1] > 0
+    # a sweep's model is the same model fit_adult_model builds
+    w = F.reweighing_weights(df[F.LABEL], df["sex"], strength=1.0)
+    direct = F.fit_adult_model(df, sample_weight=w).predict(df)
+    assert rw["accuracy"].iloc[1] == pytest.approx((direct == df[F.LABEL]).mean())
+    assert rw["disparate_impact"].iloc[1] == pytest.approx(
+        F.disparate_impact(direct, df["sex"], "Male")
+    )
+    y_m = F.massage(df[F.LABEL], df["sex"], scores, "Male")
+    direct = F.fit_adult_model(df, labels=y_m).predict(df)
+    assert ms["accuracy"].iloc[1] == pytest.approx((direct == df[F.LABEL]).mean())
     th = F.threshold_sweep(scores, df, scores, df, [0.0, 1.0])
     assert th["disparate_impact"].iloc[1] == pytest.approx(1.0, abs=0.1)
     assert th["threshold_Male"].iloc[0] == pytest.approx(0.5)
+
+
+def test_association_with_hand_cases():
+    df = pd.DataFrame(
+        {
+            "sex": ["M", "M", "F", "F"] * 5,
+            "copy": ["h", "h", "w", "w"] * 5,  # determines sex: V = 1
+            "indep": ["a", "b", "a", "b"] * 5,  # independent of sex: V = 0
+            "x": [1.0, 3.0, 2.0, 4.0] * 5,
+        }
+    )
+    out = F.association_with(df, "sex", ["copy", "indep", "x"]).set_index("feature")["value"]
+    assert out["copy"] == pytest.approx(1.0)
+    assert out["indep"] == pytest.approx(0.0)
+    # binary group: correlation ratio = |point-biserial correlation|
+    r = np.corrcoef(df["x"], df["sex"] == "M")[0, 1]
+    assert out["x"] == pytest.approx(abs(r))
+    with pytest.raises(ValueError, match="constant"):
+        F.association_with(df.assign(x=1.0), "sex", ["x"])
+    with pytest.raises(ValueError, match="lacks columns"):
+        F.association_with(df, "sex", ["nope"])
+
+
+def test_plot_tradeoff_draws_curves_and_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    curve = pd.DataFrame({"disparate_impact": [0.3, 0.8], "accuracy": [0.85, 0.83]})
+    ax = F.plot_tradeoff(
+        {"c": curve}, {"p": {"disparate_impact": 0.5, "accuracy": 0.84}}, baseline_accuracy=0.85
+    )
+    assert len(ax.lines) == 4  # curve, point, two reference lines
+    with pytest.raises(ValueError, match="lacks columns"):
+        F.plot_tradeoff({"c": curve.drop(columns="accuracy")}, {}, baseline_accuracy=0.85)
 
 
 # ------------------------------------------------------------------------------- bad inputs
