@@ -49,6 +49,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "CATEGORICAL",
@@ -657,7 +658,16 @@ def fit_adult_model(
     fit_params = {}
     if sample_weight is not None:
         fit_params["clf__sample_weight"] = _weights(sample_weight, len(train), "train")
-    return model.fit(train, y, **fit_params)
+    with _one_blas_thread():
+        return model.fit(train, y, **fit_params)
+
+
+def _one_blas_thread():
+    """Context: BLAS on one thread while fitting (restored on exit). The problem is small
+    (32,561 x ~90); on an idle 2-core CPU two OpenBLAS threads are ~1.5x faster per fit (about
+    0.05 s), but on an oversubscribed CPU their busy-waiting made fits 10-30x slower
+    (``benchmarks/bench_fairness.py``, median column). One thread is the robust choice."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def summarize(y_true, y_pred, sensitive, privileged=PRIVILEGED, *, neighbors=None) -> dict:
@@ -747,15 +757,15 @@ def _sweep(values, make_fit, train, test, neighbors, include_sex, knob, desc) ->
     rows = []
     for v in tqdm(list(values), desc=desc):
         labels, weights, extra = make_fit(float(v))
-        clf = clone(template.named_steps["clf"]).fit(x_train, labels, sample_weight=weights)
-        y_fit = clf.predict(x_train)
+        with _one_blas_thread():
+            clf = clone(template.named_steps["clf"]).fit(x_train, labels, sample_weight=weights)
+            y_fit, y_pred = clf.predict(x_train), clf.predict(x_test)
         row = {
             knob: float(v),
             **extra,
             "train_accuracy": float((y_fit == y_train).mean()),
             "train_disparate_impact": disparate_impact(y_fit, s_train, PRIVILEGED),
         }
-        y_pred = clf.predict(x_test)
         row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors))
         rows.append(row)
     return pd.DataFrame(rows)
