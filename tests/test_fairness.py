@@ -247,6 +247,26 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     assert a.loc["accuracy", "estimate"] == pytest.approx((yt == yp).mean())
 
 
+def test_bootstrap_mean_ci_paired_difference():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2000)
+    a = np.where(rng.random(2000) < 0.85, y, 1 - y)
+    b = a.copy()
+    b[:30] = 1 - b[:30]  # b differs from a on 30 rows only
+    d = (a == y).astype(float) - (b == y)
+    mean, lo, hi = F.bootstrap_mean_ci(d, n_boot=500, seed=0)
+    assert mean == pytest.approx((a == y).mean() - (b == y).mean())
+    assert lo <= mean <= hi
+    # paired interval is far narrower than an accuracy's own interval
+    acc = F.bootstrap_mean_ci((a == y).astype(float), n_boot=500, seed=0)
+    assert hi - lo < 0.5 * (acc[2] - acc[1])
+    assert F.bootstrap_mean_ci(d, n_boot=500, seed=0) == (mean, lo, hi)
+    with pytest.raises(ValueError, match="values"):
+        F.bootstrap_mean_ci([])
+    with pytest.raises(ValueError, match="n_boot"):
+        F.bootstrap_mean_ci([1.0, 2.0], n_boot=0)
+
+
 # ------------------------------------------------------------------------- sklearn plumbing
 
 
