@@ -1,0 +1,827 @@
+"""Evasion attacks on image classifiers: FGSM, PGD, DeepFool and universal perturbations.
+
+Every attack takes a classifier ``model`` (an ``nn.Module`` mapping images to logits) and images
+``x``: a floating-point tensor shaped (N, C, H, W) with values in [0, 1] (MNIST: (N, 1, 28, 28)).
+It returns tensors on the device and with the dtype of ``x``.
+
+Conventions shared by all attacks (each one is tested in ``tests/test_attacks.py``):
+
+* Threat model: white box. The attacker knows the weights and can compute
+  :math:`\\nabla_x \\mathcal{L}(f(x), y)`; it may change each pixel, subject to a norm budget
+  :math:`\\|\\delta\\|_p \\le \\varepsilon` (``norm="linf"`` or ``"l2"``) and to the box
+  :math:`x + \\delta \\in [0, 1]^d`.
+* The model runs in eval mode during the attack (dropout off, batch norm on running statistics),
+  and every submodule's train/eval flag is restored afterwards, also when an error is raised.
+* Gradients are taken with respect to the input only (``torch.autograd.grad(..., x)``): the
+  parameters are never changed, no ``.grad`` is written on them, and their ``requires_grad`` flags
+  are left alone.
+* Randomness (PGD's random start, the data order of the universal perturbation) comes from
+  ``generator``: an ``int`` seed, a ``torch.Generator``, or ``None`` for torch's global generator
+  (seeded by ``runtime.setup``). The same seed gives the same result.
+* ``eps=0`` returns a copy of the input.
+
+References:
+    Goodfellow, Shlens, Szegedy. Explaining and Harnessing Adversarial Examples. ICLR 2015.
+    Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to
+    Adversarial Attacks. ICLR 2018.
+    Carlini, Wagner. Towards Evaluating the Robustness of Neural Networks. IEEE S&P 2017.
+    Moosavi-Dezfooli, Fawzi, Frossard. DeepFool: a simple and accurate method to fool deep
+    neural networks. CVPR 2016.
+    Moosavi-Dezfooli, Fawzi, Fawzi, Frossard. Universal adversarial perturbations. CVPR 2017.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "deepfool",
+    "fgsm",
+    "fooling_rate",
+    "label_flow",
+    "pgd",
+    "project_perturbation",
+    "targeted_success_grid",
+    "universal_perturbation",
+]
+
+NORMS = ("linf", "l2")
+LOSSES = ("ce", "margin")
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _check_images(x: object, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of images, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W) with N >= 1 (MNIST: (N, 1, 28, 28)), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; pixels must lie in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} must have pixel values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return x
+
+
+def _check_labels(y: object, n: int, device: torch.device, name: str = "y") -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of class labels, got dtype {y.dtype}")
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) (one label per image), got shape {tuple(y.shape)}")
+    if n and int(y.min()) < 0:
+        raise ValueError(f"{name} contains a negative label ({int(y.min())}); labels must be in [0, num_classes)")
+    return y.to(device=device, dtype=torch.long)
+
+
+def _check_labels_in_range(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
+    if int(y.max()) >= num_classes:
+        raise ValueError(
+            f"{name} contains label {int(y.max())} but the model has {num_classes} classes; "
+            f"labels must be in [0, {num_classes})"
+        )
+
+
+def _check_number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if strict and value <= minimum:
+        raise ValueError(f"{name} must be > {minimum}, got {value}")
+    if not strict and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_int(value: object, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_batch_size(batch_size: object) -> int | None:
+    if batch_size is None:
+        return None
+    return _check_int(batch_size, "batch_size", minimum=1)
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _check_device(model: nn.Module, x: torch.Tensor) -> None:
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device != x.device:
+        raise ValueError(
+            f"x is on {x.device} but the model's parameters are on {param.device}; "
+            "move both to the same device"
+        )
+
+
+def _make_generator(generator: object) -> torch.Generator | None:
+    """``None`` -> torch's global generator; ``int`` -> a fresh CPU generator with that seed."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, numbers.Integral):
+        raise TypeError(
+            f"generator must be None, an int seed or a torch.Generator, got {type(generator).__name__}"
+        )
+    if int(generator) < 0:
+        raise ValueError(f"generator seed must be >= 0, got {generator}")
+    return torch.Generator().manual_seed(int(generator))
+
+
+def _rand(shape, generator: torch.Generator | None, like: torch.Tensor, kind: str) -> torch.Tensor:
+    """Uniform [0, 1) (``kind="rand"``) or standard normal noise, drawn on the generator's device
+    (the CPU for ``None``) so the result does not depend on the device of ``like``."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    fn = torch.rand if kind == "rand" else torch.randn
+    return fn(shape, generator=generator, device=gen_device).to(device=like.device, dtype=like.dtype)
+
+
+@contextlib.contextmanager
+def _attack_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and grad enabled for the attack; every submodule's flag restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _chunks(n: int, batch_size: int | None) -> Iterator[slice]:
+    step = n if batch_size is None else batch_size
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = 1000) -> torch.Tensor:
+    return torch.cat([model(x[s]).argmax(dim=1) for s in _chunks(x.shape[0], batch_size)])
+
+
+# --------------------------------------------------------------------------------------------
+# Losses and projections
+# --------------------------------------------------------------------------------------------
+
+
+def _objective(logits: torch.Tensor, y: torch.Tensor, loss: str, targeted: bool) -> torch.Tensor:
+    """Per-example objective that the attack *maximises*.
+
+    untargeted ce:      CE(f(x), y)                       (push away from the true label y)
+    targeted ce:       -CE(f(x), t)                       (pull toward the target t = y)
+    untargeted margin:  max_{j != y} z_j - z_y            (Carlini & Wagner 2017, f_6 without kappa)
+    targeted margin:    z_t - max_{j != t} z_j
+    """
+    if loss == "ce":
+        ce = F.cross_entropy(logits, y, reduction="none")
+        return -ce if targeted else ce
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    z_other = others.max(dim=1).values
+    return z_y - z_other if targeted else z_other - z_y
+
+
+def _success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    pred = logits.argmax(dim=1)
+    return pred == y if targeted else pred != y
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def project_perturbation(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
+    """Euclidean projection of each perturbation in the batch onto the eps ball.
+
+    L-infinity: :math:`\\Pi(\\delta)_i = \\operatorname{clip}(\\delta_i, -\\varepsilon, \\varepsilon)`.
+    L2: :math:`\\Pi(\\delta) = \\delta \\cdot \\min(1, \\varepsilon / \\|\\delta\\|_2)`.
+
+    The norm is taken per example over all of its pixels (dimension 0 is the batch).
+    """
+    if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
+        raise TypeError("delta must be a floating-point torch.Tensor")
+    if delta.ndim < 2:
+        raise ValueError(f"delta must have a batch dimension, got shape {tuple(delta.shape)}")
+    eps = _check_number(eps, "eps")
+    norm = _check_choice(norm, "norm", NORMS)
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    factor = torch.clamp(eps / (_flat_norm(delta) + 1e-12), max=1.0)
+    return delta * factor
+
+
+# --------------------------------------------------------------------------------------------
+# FGSM
+# --------------------------------------------------------------------------------------------
+
+
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    targeted: bool = False,
+    *,
+    loss: str = "ce",
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al. 2015).
+
+    One step along the sign of the input gradient, the L-infinity steepest-ascent direction of
+    the loss's linear approximation :math:`J(x + \\delta) \\approx J(x) + \\delta^\\top \\nabla_x J`:
+
+    .. math::
+        x_{adv} = \\operatorname{clip}_{[0,1]}\\big(x + \\varepsilon\\,
+                  \\operatorname{sign}(\\nabla_x J(\\theta, x, y))\\big)
+
+    Targeted (``targeted=True``, ``y`` = target labels): step *down* the loss of the target,
+    :math:`x - \\varepsilon\\,\\operatorname{sign}(\\nabla_x J(\\theta, x, t))`.
+
+    Args:
+        model: classifier returning logits.
+        x: images (N, C, H, W) in [0, 1].
+        y: true labels (untargeted) or target labels (targeted), int tensor (N,).
+        eps: L-infinity budget >= 0.
+        targeted: attack toward ``y`` instead of away from it.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner logit margin).
+        batch_size: process the images in chunks of this size (``None``: all at once).
+
+    Returns:
+        Adversarial images, same shape, device and dtype as ``x``, with
+        :math:`\\|x_{adv} - x\\|_\\infty \\le \\varepsilon` and pixels in [0, 1].
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    y = _check_labels(y, x.shape[0], x.device)
+    eps = _check_number(eps, "eps")
+    targeted = _check_bool(targeted, "targeted")
+    loss = _check_choice(loss, "loss", LOSSES)
+    batch_size = _check_batch_size(batch_size)
+    _check_device(model, x)
+    return pgd(model, x, y, eps, alpha=eps if eps > 0 else 1.0, steps=1, norm="linf",
+               random_start=False, targeted=targeted, loss=loss, batch_size=batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# PGD
+# --------------------------------------------------------------------------------------------
+
+
+def _random_start(shape, eps: float, norm: str, generator, like: torch.Tensor) -> torch.Tensor:
+    """A point drawn uniformly from the eps ball (L-infinity: uniform cube; L2: uniform ball)."""
+    if norm == "linf":
+        return (2.0 * _rand(shape, generator, like, "rand") - 1.0) * eps
+    direction = _rand(shape, generator, like, "randn")
+    direction = direction / (_flat_norm(direction) + 1e-12)
+    d = math.prod(shape[1:])
+    radius = _rand((shape[0],), generator, like, "rand").pow(1.0 / d).view(-1, *([1] * (len(shape) - 1)))
+    return direction * radius * eps
+
+
+def _pgd_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_start: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str,
+    targeted: bool,
+    loss: str,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    early_stop: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``steps`` projected ascent steps from ``x_start``.
+
+    Returns (x_adv, objective, success, success_step): the objective and success of the returned
+    points, and the number of steps after which each example was first fooled (``steps + 1``:
+    never). With ``early_stop`` an example stops moving once it is fooled.
+    """
+    n = x.shape[0]
+    x_adv = x_start.detach().clone()
+    objective = torch.empty(n, device=x.device, dtype=x.dtype)
+    success = torch.zeros(n, dtype=torch.bool, device=x.device)
+    success_step = torch.full((n,), steps + 1, dtype=torch.long, device=x.device)
+    active = torch.arange(n, device=x.device)
+    for step in range(steps + 1):
+        xa = x_adv[active].requires_grad_(step < steps)
+        with torch.set_grad_enabled(step < steps):
+            logits = model(xa)
+            if step == 0:
+                _check_labels_in_range(y, logits.shape[1])
+            obj = _objective(logits, y[active], loss, targeted)
+        with torch.no_grad():
+            succ = _success(logits, y[active], targeted)
+            objective[active] = obj.detach()
+            success[active] = succ
+            first = succ & (success_step[active] > steps)
+            success_step[active[first]] = step
+        if step == steps:
+            break
+        (grad,) = torch.autograd.grad(obj.sum(), xa)
+        with torch.no_grad():
+            if early_stop:
+                keep = ~succ
+                active, xa, grad = active[keep], xa[keep], grad[keep]
+                if active.numel() == 0:
+                    break
+            if norm == "linf":
+                xa = xa + alpha * grad.sign()
+                xa = torch.minimum(torch.maximum(xa, lower[active]), upper[active])  # box ∩ cube
+            else:
+                xa = xa + alpha * grad / (_flat_norm(grad) + 1e-12)
+                delta = project_perturbation(xa - x[active], eps, "l2")
+                xa = (x[active] + delta).clamp(0.0, 1.0)  # clipping only shrinks |delta|
+            x_adv[active] = xa
+    return x_adv, objective, success, success_step
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "linf",
+    random_start: bool = True,
+    restarts: int = 1,
+    targeted: bool = False,
+    loss: str = "ce",
+    *,
+    generator: torch.Generator | int | None = None,
+    batch_size: int | None = None,
+    early_stop: bool = False,
+    return_success_step: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Projected Gradient Descent attack (Madry et al. 2018).
+
+    Projected steepest ascent on the loss inside :math:`S = \\{\\delta : \\|\\delta\\|_p \\le
+    \\varepsilon\\}` intersected with the pixel box :math:`[0, 1]^d`:
+
+    .. math::
+        x^{t+1} = \\Pi_{x + S}\\big(x^t + \\alpha\\, s(\\nabla_x J(\\theta, x^t, y))\\big),
+
+    with the steepest-ascent direction :math:`s(g) = \\operatorname{sign}(g)` for L-infinity and
+    :math:`s(g) = g / \\|g\\|_2` for L2. Projections: L-infinity clips each pixel to
+    :math:`[\\max(x_i - \\varepsilon, 0), \\min(x_i + \\varepsilon, 1)]` (the exact projection onto
+    the intersection); L2 rescales :math:`\\delta \\leftarrow \\delta \\min(1, \\varepsilon /
+    \\|\\delta\\|_2)` and then clips to [0, 1] (which can only shrink the norm).
+
+    ``random_start`` starts from a point drawn uniformly from the eps ball. With ``restarts > 1``
+    the attack is repeated from fresh random starts on the examples not yet fooled, and each
+    example keeps the restart that succeeds, or, when none does, the one with the highest loss.
+
+    ``loss="margin"`` maximises the logit margin :math:`\\max_{j \\ne y} z_j - z_y` of Carlini &
+    Wagner (2017) instead of the cross-entropy: its gradient does not vanish when the softmax
+    saturates (e.g. on distilled networks). Targeted attacks (``y`` = target labels) maximise
+    :math:`-\\mathrm{CE}(f(x), t)` or :math:`z_t - \\max_{j \\ne t} z_j`.
+
+    Args:
+        model: classifier returning logits.
+        x: images (N, C, H, W) in [0, 1].
+        y: true labels (untargeted) or target labels (targeted), int tensor (N,).
+        eps: budget >= 0 in the chosen norm.
+        alpha: step size > 0.
+        steps: number of steps >= 1.
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start from a uniform random point of the eps ball (else from x).
+        restarts: number of random restarts >= 1 (> 1 requires ``random_start=True``).
+        targeted: attack toward ``y`` instead of away from it.
+        loss: ``"ce"`` or ``"margin"``.
+        generator: seed or ``torch.Generator`` for the random starts (``None``: global RNG).
+        batch_size: process the images in chunks of this size (``None``: all at once); the result
+            does not depend on it.
+        early_stop: freeze each example at its first iterate that fools the model (and stop
+            computing its gradients). The attack then returns the first successful iterate
+            instead of the last one: it succeeds on every example the standard attack succeeds
+            on at its last step, and is cheaper. Default off (Madry et al.'s last iterate).
+        return_success_step: also return, per example, the number of gradient steps after which
+            it was first fooled (0: already at the start point; ``steps + 1``: never), for the
+            chosen restart. Accuracy after k steps (any iterate) is ``(success_step > k).mean()``.
+
+    Returns:
+        Adversarial images, same shape, device and dtype as ``x``; with ``return_success_step``,
+        the tuple ``(x_adv, success_step)`` with ``success_step`` int64 (N,).
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    y = _check_labels(y, x.shape[0], x.device)
+    eps = _check_number(eps, "eps")
+    alpha = _check_number(alpha, "alpha", strict=True)
+    steps = _check_int(steps, "steps")
+    norm = _check_choice(norm, "norm", NORMS)
+    random_start = _check_bool(random_start, "random_start")
+    restarts = _check_int(restarts, "restarts")
+    targeted = _check_bool(targeted, "targeted")
+    loss = _check_choice(loss, "loss", LOSSES)
+    batch_size = _check_batch_size(batch_size)
+    early_stop = _check_bool(early_stop, "early_stop")
+    return_success_step = _check_bool(return_success_step, "return_success_step")
+    generator = _make_generator(generator)
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 needs random_start=True (restarts from x would all be identical)")
+    _check_device(model, x)
+
+    x = x.detach()
+    with _attack_mode(model):
+        if eps == 0.0:
+            with torch.no_grad():
+                logits = torch.cat([model(x[s]) for s in _chunks(x.shape[0], batch_size)])
+            _check_labels_in_range(y, logits.shape[1])
+            if not return_success_step:
+                return x.clone()
+            fooled = _success(logits, y, targeted)
+            return x.clone(), torch.where(fooled, 0, steps + 1).to(torch.long)
+        lower = (x - eps).clamp(min=0.0)
+        upper = (x + eps).clamp(max=1.0)
+        best = x.clone()
+        best_obj = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
+        best_success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        best_step = torch.full((x.shape[0],), steps + 1, dtype=torch.long, device=x.device)
+        for _ in range(restarts):
+            if random_start:
+                noise = _random_start(x.shape, eps, norm, generator, x)
+                start = (x + noise).clamp(0.0, 1.0)
+            else:
+                start = x
+            todo = (~best_success).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            for s in _chunks(todo.numel(), batch_size):
+                idx = todo[s]
+                x_adv, obj, succ, step = _pgd_run(model, x[idx], y[idx], start[idx], eps, alpha,
+                                                  steps, norm, targeted, loss, lower[idx],
+                                                  upper[idx], early_stop)
+                better = (succ & ~best_success[idx]) | ((succ == best_success[idx]) & (obj > best_obj[idx]))
+                best[idx[better]] = x_adv[better]
+                best_obj[idx[better]] = obj[better]
+                best_success[idx[better]] = succ[better]
+                best_step[idx[better]] = step[better]
+    return (best, best_step) if return_success_step else best
+
+
+# --------------------------------------------------------------------------------------------
+# DeepFool
+# --------------------------------------------------------------------------------------------
+
+
+def _deepfool_run(
+    model: nn.Module, x: torch.Tensor, num_classes: int, overshoot: float, max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched DeepFool on ``x`` (model already in attack mode); returns (x_adv, iterations)."""
+    n = x.shape[0]
+    with torch.no_grad():
+        logits0 = model(x)
+    if num_classes > logits0.shape[1]:
+        raise ValueError(f"num_classes must be <= the model's {logits0.shape[1]} classes, got {num_classes}")
+    candidates = logits0.argsort(dim=1, descending=True)[:, :num_classes]  # column 0 = k0
+    k0 = candidates[:, 0]
+    r_tot = torch.zeros_like(x)
+    x_adv = x.clone()
+    iterations = torch.zeros(n, dtype=torch.long, device=x.device)
+    active = torch.ones(n, dtype=torch.bool, device=x.device)
+    for it in range(max_iter + 1):
+        idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        xa = x_adv[idx].detach().requires_grad_(True)
+        logits = model(xa)
+        still = logits.argmax(dim=1) == k0[idx]
+        active[idx[~still]] = False
+        if it == max_iter or not bool(still.any()):
+            break
+        f = logits.gather(1, candidates[idx])  # (m, K) logits of the candidate classes
+        grads = [
+            torch.autograd.grad(f[:, k].sum(), xa, retain_graph=k < num_classes - 1)[0]
+            for k in range(num_classes)
+        ]
+        with torch.no_grad():
+            g = torch.stack(grads, dim=1)  # (m, K, C, H, W)
+            w = g[:, 1:] - g[:, :1]  # w_k = grad f_k - grad f_k0
+            fd = f[:, 1:].detach() - f[:, :1].detach()  # f_k - f_k0 (< 0 while k0 is predicted)
+            w_norm = w.flatten(2).norm(dim=2) + 1e-8
+            dist = fd.abs() / w_norm  # distance to each linearised boundary
+            best = dist.argmin(dim=1)
+            rows = torch.arange(idx.numel(), device=x.device)
+            w_l = w[rows, best]
+            step = ((dist[rows, best] + 1e-4) / w_norm[rows, best]).view(-1, *([1] * (x.ndim - 1))) * w_l
+            step = step[still]
+            moving = idx[still]
+            r_tot[moving] += step
+            x_adv[moving] = (x[moving] + (1.0 + overshoot) * r_tot[moving]).clamp(0.0, 1.0)
+            iterations[moving] += 1
+    return x_adv, iterations
+
+
+def deepfool(
+    model: nn.Module,
+    x: torch.Tensor,
+    num_classes: int = 10,
+    overshoot: float = 0.02,
+    max_iter: int = 50,
+    *,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepFool (Moosavi-Dezfooli et al. 2016): a small L2 perturbation that changes the label.
+
+    Linearise the classifier around the current point :math:`x_i`; the distance to the boundary
+    between the predicted class :math:`k_0` and class :math:`k` is
+    :math:`|f'_k| / \\|w'_k\\|_2` with :math:`f'_k = f_k(x_i) - f_{k_0}(x_i)` and
+    :math:`w'_k = \\nabla f_k(x_i) - \\nabla f_{k_0}(x_i)`. Step onto the closest one,
+
+    .. math::
+        \\hat l = \\arg\\min_{k \\ne k_0} \\frac{|f'_k|}{\\|w'_k\\|_2}, \\qquad
+        r_i = \\frac{|f'_{\\hat l}|}{\\|w'_{\\hat l}\\|_2^2}\\, w'_{\\hat l},
+
+    accumulate :math:`r = \\sum_i r_i` and repeat from :math:`x_{i+1} = \\operatorname{clip}_{[0,1]}
+    (x + (1 + \\text{overshoot})\\, r)` until the label changes or ``max_iter`` steps are done.
+    As in the authors' code, only the ``num_classes`` classes with the highest clean logits are
+    candidates and :math:`10^{-4}` is added to each step length. Batched: each example stops on
+    its own.
+
+    Args:
+        model: classifier returning logits.
+        x: images (N, C, H, W) in [0, 1].
+        num_classes: number of candidate classes (>= 2, at most the model's number of classes).
+        overshoot: factor >= 0 by which the accumulated step is enlarged to cross the boundary.
+        max_iter: maximal number of linearisation steps >= 1.
+        batch_size: process the images in chunks of this size (``None``: all at once).
+
+    Returns:
+        ``(delta, iterations)``: perturbations with ``x + delta`` in [0, 1] (the label of
+        ``x + delta`` differs from that of ``x`` unless ``max_iter`` was reached), same shape,
+        device and dtype as ``x``; and the number of steps each example used (int64, (N,)).
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    num_classes = _check_int(num_classes, "num_classes", minimum=2)
+    overshoot = _check_number(overshoot, "overshoot")
+    max_iter = _check_int(max_iter, "max_iter")
+    batch_size = _check_batch_size(batch_size)
+    _check_device(model, x)
+    x = x.detach()
+    x_adv = torch.empty_like(x)
+    iterations = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    with _attack_mode(model):
+        for s in _chunks(x.shape[0], batch_size):
+            x_adv[s], iterations[s] = _deepfool_run(model, x[s], num_classes, overshoot, max_iter)
+    return x_adv - x, iterations
+
+
+# --------------------------------------------------------------------------------------------
+# Universal adversarial perturbations
+# --------------------------------------------------------------------------------------------
+
+
+def _check_delta(delta: object, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
+        raise TypeError("delta must be a floating-point torch.Tensor")
+    if delta.ndim != 4 or delta.shape[1:] != x.shape[1:] or delta.shape[0] not in (1, x.shape[0]):
+        raise ValueError(
+            f"delta must have shape (1, {', '.join(map(str, x.shape[1:]))}) or match x "
+            f"{tuple(x.shape)}, got {tuple(delta.shape)}"
+        )
+    if not bool(torch.isfinite(delta).all()):
+        raise ValueError("delta contains NaN or infinite values")
+    return delta.to(device=x.device, dtype=x.dtype)
+
+
+def fooling_rate(
+    model: nn.Module, x: torch.Tensor, delta: torch.Tensor, *, batch_size: int | None = 1000
+) -> float:
+    """Share of images whose predicted label changes when ``delta`` is added.
+
+    .. math::
+        \\text{FR} = \\frac{1}{N} \\sum_{i=1}^N \\mathbb{1}\\big[\\hat k(\\operatorname{clip}_{[0,1]}
+        (x_i + \\delta)) \\ne \\hat k(x_i)\\big]
+
+    (Moosavi-Dezfooli et al. 2017). Compares with the model's own clean prediction, not the true
+    label. ``delta`` is one perturbation (1, C, H, W) applied to every image, or one per image.
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    delta = _check_delta(delta, x)
+    batch_size = _check_batch_size(batch_size)
+    _check_device(model, x)
+    with _attack_mode(model):
+        clean = _predict(model, x, batch_size)
+        perturbed = _predict(model, (x + delta).clamp(0.0, 1.0), batch_size)
+    return float((clean != perturbed).double().mean())
+
+
+def universal_perturbation(
+    model: nn.Module,
+    x: torch.Tensor,
+    eps: float,
+    norm: str = "linf",
+    max_passes: int = 5,
+    target_fooling_rate: float = 0.8,
+    *,
+    overshoot: float = 0.02,
+    deepfool_max_iter: int = 10,
+    num_classes: int = 10,
+    batch_size: int = 32,
+    generator: torch.Generator | int | None = None,
+    return_history: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[float]]:
+    """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017, Algorithm 1).
+
+    One image-agnostic perturbation :math:`v` with :math:`\\|v\\|_p \\le \\varepsilon` that changes
+    the label of most images drawn from the data distribution:
+
+    .. code-block:: text
+
+        v <- 0
+        while fooling_rate(X, v) < target_fooling_rate and passes < max_passes:
+            for x_i in X (shuffled):
+                if k(x_i + v) == k(x_i):                      # not fooled yet
+                    dv <- DeepFool(x_i + v)                   # minimal step that fools x_i + v
+                    v  <- P_{p, eps}(v + dv)                  # project onto the eps ball
+
+    Batched for speed: the images are visited in shuffled mini-batches of ``batch_size``; the
+    DeepFool steps of the not-yet-fooled images of a mini-batch are computed at the same
+    :math:`v` and then applied one after the other, each followed by the projection.
+    ``batch_size=1`` is exactly the paper's sequential algorithm.
+
+    Args:
+        model: classifier returning logits.
+        x: the images to fit on (N, C, H, W) in [0, 1] (e.g. training images).
+        eps: budget >= 0 of ``v`` in the chosen norm.
+        norm: ``"linf"`` or ``"l2"``.
+        max_passes: maximal number of passes over ``x`` (>= 1).
+        target_fooling_rate: stop once the fooling rate on ``x`` reaches this value, in (0, 1].
+        overshoot, deepfool_max_iter, num_classes: passed to DeepFool.
+        batch_size: mini-batch size for the DeepFool steps (>= 1).
+        generator: seed or ``torch.Generator`` for the order of the images.
+        return_history: also return the fooling rate on ``x`` after each pass.
+
+    Returns:
+        ``delta`` of shape (1, C, H, W) on the device and with the dtype of ``x`` (and the
+        history when ``return_history``). Apply it as ``(x + delta).clamp(0, 1)``.
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    eps = _check_number(eps, "eps")
+    norm = _check_choice(norm, "norm", NORMS)
+    max_passes = _check_int(max_passes, "max_passes")
+    target_fooling_rate = _check_number(target_fooling_rate, "target_fooling_rate", strict=True)
+    if target_fooling_rate > 1.0:
+        raise ValueError(f"target_fooling_rate must be in (0, 1], got {target_fooling_rate}")
+    overshoot = _check_number(overshoot, "overshoot")
+    deepfool_max_iter = _check_int(deepfool_max_iter, "deepfool_max_iter")
+    num_classes = _check_int(num_classes, "num_classes", minimum=2)
+    batch_size = _check_int(batch_size, "batch_size")
+    return_history = _check_bool(return_history, "return_history")
+    generator = _make_generator(generator)
+    _check_device(model, x)
+
+    x = x.detach()
+    v = torch.zeros((1, *x.shape[1:]), device=x.device, dtype=x.dtype)
+    history: list[float] = []
+    if eps == 0.0:
+        return (v, history) if return_history else v
+    with _attack_mode(model):
+        clean = _predict(model, x)
+        for _ in range(max_passes):
+            order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+            for s in _chunks(x.shape[0], batch_size):
+                idx = order[s]
+                xv = (x[idx] + v).clamp(0.0, 1.0)
+                with torch.no_grad():
+                    not_fooled = model(xv).argmax(dim=1) == clean[idx]
+                if not bool(not_fooled.any()):
+                    continue
+                xv = xv[not_fooled]
+                x_df, _ = _deepfool_run(model, xv, num_classes, overshoot, deepfool_max_iter)
+                for dv in x_df - xv:
+                    v = project_perturbation(v + dv, eps, norm)
+            with torch.no_grad():
+                rate = float((_predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
+            history.append(rate)
+            if rate >= target_fooling_rate:
+                break
+    return (v, history) if return_history else v
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment helpers used by the notebooks
+# --------------------------------------------------------------------------------------------
+
+
+def targeted_success_grid(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    *,
+    num_classes: int = 10,
+    per_class: int = 10,
+    norm: str = "linf",
+    generator: torch.Generator | int | None = None,
+    batch_size: int | None = 1000,
+) -> torch.Tensor:
+    """Success rate of targeted PGD for every (source, target) pair of classes.
+
+    For each source class :math:`s`, the first ``per_class`` images of ``x`` with true label
+    :math:`s` are attacked toward every other class :math:`t`;
+    ``grid[s, t]`` is the share classified as :math:`t` afterwards. The diagonal is NaN.
+
+    Returns:
+        float64 tensor (num_classes, num_classes) on the CPU.
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    y = _check_labels(y, x.shape[0], x.device)
+    num_classes = _check_int(num_classes, "num_classes", minimum=2)
+    per_class = _check_int(per_class, "per_class")
+    _check_labels_in_range(y, num_classes)
+    picks = []
+    for s in range(num_classes):
+        found = (y == s).nonzero().squeeze(1)[:per_class]
+        if found.numel() < per_class:
+            raise ValueError(f"x has only {found.numel()} images of class {s}; per_class={per_class} needed")
+        picks.append(found)
+    src_idx = torch.cat(picks)  # (num_classes * per_class,)
+    src = y[src_idx]
+    offsets = torch.arange(1, num_classes, device=x.device)
+    targets = (src[:, None] + offsets[None, :]) % num_classes  # every other class, (M, K-1)
+    xs = x[src_idx].repeat_interleave(num_classes - 1, dim=0)
+    ts = targets.reshape(-1)
+    x_adv = pgd(model, xs, ts, eps, alpha, steps, norm=norm, targeted=True,
+                generator=generator, batch_size=batch_size)
+    with _attack_mode(model):
+        hit = (_predict(model, x_adv) == ts).double().cpu()
+    grid = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    s_rep = src.repeat_interleave(num_classes - 1).cpu()
+    grid.index_put_((s_rep, ts.cpu()), hit, accumulate=True)
+    counts.index_put_((s_rep, ts.cpu()), torch.ones_like(hit), accumulate=True)
+    grid = grid / counts
+    grid.fill_diagonal_(float("nan"))
+    return grid
+
+
+def label_flow(model: nn.Module, x: torch.Tensor, delta: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Counts of (clean prediction, prediction on ``clip(x + delta)``) pairs.
+
+    ``flow[a, b]`` is the number of images predicted ``a`` without and ``b`` with the
+    perturbation: the off-diagonal mass is what the fooling rate counts, and its column sums show
+    which labels a universal perturbation pushes images to. int64 (num_classes, num_classes), CPU.
+    """
+    model = _check_model(model)
+    x = _check_images(x)
+    delta = _check_delta(delta, x)
+    num_classes = _check_int(num_classes, "num_classes", minimum=2)
+    _check_device(model, x)
+    with _attack_mode(model):
+        clean = _predict(model, x).cpu()
+        perturbed = _predict(model, (x + delta).clamp(0.0, 1.0)).cpu()
+    if int(max(clean.max(), perturbed.max())) >= num_classes:
+        raise ValueError(f"num_classes={num_classes} is smaller than the model's number of classes")
+    flow = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    flow.index_put_((clean, perturbed), torch.ones_like(clean), accumulate=True)
+    return flow
