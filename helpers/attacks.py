@@ -763,12 +763,14 @@ def targeted_success_grid(
     norm: str = "linf",
     generator: torch.Generator | int | None = None,
     batch_size: int | None = 1000,
+    early_stop: bool = False,
 ) -> torch.Tensor:
     """Success rate of targeted PGD for every (source, target) pair of classes.
 
     For each source class :math:`s`, the first ``per_class`` images of ``x`` with true label
     :math:`s` are attacked toward every other class :math:`t`;
-    ``grid[s, t]`` is the share classified as :math:`t` afterwards. The diagonal is NaN.
+    ``grid[s, t]`` is the share classified as :math:`t` afterwards (``pgd(..., targeted=True)``;
+    ``early_stop`` is passed on). The diagonal is NaN.
 
     Returns:
         float64 tensor (num_classes, num_classes) on the CPU.
@@ -792,7 +794,7 @@ def targeted_success_grid(
     xs = x[src_idx].repeat_interleave(num_classes - 1, dim=0)
     ts = targets.reshape(-1)
     x_adv = pgd(model, xs, ts, eps, alpha, steps, norm=norm, targeted=True,
-                generator=generator, batch_size=batch_size)
+                generator=generator, batch_size=batch_size, early_stop=early_stop)
     with _attack_mode(model):
         hit = (_predict(model, x_adv) == ts).double().cpu()
     grid = torch.zeros(num_classes, num_classes, dtype=torch.float64)
