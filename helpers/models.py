@@ -84,6 +84,7 @@ def train(
     lr: float = 1e-3,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    schedule: str | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                               tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -92,7 +93,10 @@ def train(
 ) -> list[dict]:
     """Minimise ``loss_fn(model(x), y)`` (cross-entropy by default) over ``epochs`` passes.
 
-    ``optimizer`` is ``"adam"`` (Kingma & Ba 2015) or ``"sgd"`` (momentum 0.9).
+    ``optimizer`` is ``"adam"`` (Kingma & Ba 2015) or ``"sgd"`` (momentum 0.9). ``schedule``
+    is ``None`` (constant ``lr``) or ``"onecycle"``: the learning rate warms up to ``lr`` over the
+    first 30% of the steps and anneals to ~0 (Smith & Topin 2019), which converges in fewer
+    epochs.
     ``batch_transform(model, x, y) -> (x, y)``, if given, replaces each batch before the step;
     it is the hook for adversarial training (Madry et al. 2018) and similar defenses.
     Shows a ``tqdm`` bar; returns one dict per epoch with the mean loss and training accuracy.
@@ -115,6 +119,12 @@ def train(
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     else:
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if schedule not in (None, "onecycle"):
+        raise ValueError(f"schedule must be None or 'onecycle', got {schedule!r}")
+    scheduler = None
+    if schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr,
+                                                        total_steps=epochs * len(loader))
     loss_fn = loss_fn or F.cross_entropy
     history = []
     bar = tqdm(total=epochs * len(loader), desc=desc or f"training {type(model).__name__}",
@@ -132,6 +142,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             total_loss += loss.item() * len(x)
             if y.dtype == torch.int64:
                 correct += (logits.argmax(1) == y).sum().item()
@@ -275,15 +287,16 @@ def _train_mnist_model(build: Callable[[], nn.Module], name: str, config: dict,
 
     def fit(m: nn.Module) -> None:
         loader = data.mnist_loader("train", batch_size=config["batch_size"], seed=config["seed"])
-        train(m, loader, config["epochs"], lr=config["lr"], device=dev, desc=f"training {name}")
+        train(m, loader, config["epochs"], lr=config["lr"], optimizer=config["optimizer"],
+              schedule=config["schedule"], device=dev, desc=f"training {name}")
 
     return train_or_load(name, config, model, fit)
 
 
-STANDARD_CNN_CONFIG = {"arch": "MnistCNN", "epochs": 3, "batch_size": 128, "lr": 1e-3,
-                       "optimizer": "adam", "seed": 0}
-SECOND_MODEL_CONFIG = {"arch": "MLP-784-256-128-10", "epochs": 5, "batch_size": 128,
-                       "lr": 1e-3, "optimizer": "adam", "seed": 1}
+STANDARD_CNN_CONFIG = {"arch": "MnistCNN", "epochs": 3, "batch_size": 128, "lr": 3e-3,
+                       "optimizer": "adam", "schedule": "onecycle", "seed": 0}
+SECOND_MODEL_CONFIG = {"arch": "MLP-784-256-128-10", "epochs": 4, "batch_size": 128,
+                       "lr": 2e-3, "optimizer": "adam", "schedule": "onecycle", "seed": 1}
 
 
 def standard_cnn(device: torch.device | str | None = None) -> MnistCNN:
