@@ -40,6 +40,8 @@ def results_table(markdown: bool = False) -> str:
         record = json.loads(path.read_text())
         for name, value in record["metrics"].items():
             rows.append((record["notebook"], name, value))
+        if record.get("seconds") is not None:
+            rows.append((record["notebook"], "seconds (setup to save_results)", record["seconds"]))
     if not rows:
         return "no results yet (results/*.json is written by each notebook's last cells)"
     if markdown:
