@@ -24,7 +24,7 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest tests
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  WORKBOOK_RESULTS=build/test-results $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	  WORKBOOK_RESULTS=$(CURDIR)/build/test-results $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1800 notebooks; \
 	else echo "no notebooks yet: nothing for nbval to run"; fi
 

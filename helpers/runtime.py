@@ -76,12 +76,19 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device:
     return dev
 
 
+def _folder_from_env(variable: str, default: Path) -> Path:
+    """The folder named by an environment variable; a relative one is taken from the repository
+    root, not the working directory (notebooks run in ``notebooks/``, scripts in the root)."""
+    value = os.environ.get(variable, "").strip()
+    return default if not value else ROOT / Path(value).expanduser()
+
+
 def cache_dir() -> Path:
     """The git-ignored folder for trained models and other caches (``.cache/``).
 
     ``WORKBOOK_CACHE`` overrides the location (the tests use a temporary folder).
     """
-    path = Path(os.environ.get("WORKBOOK_CACHE", ROOT / ".cache"))
+    path = _folder_from_env("WORKBOOK_CACHE", ROOT / ".cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -135,7 +142,7 @@ def save_results(notebook: str, metrics: dict, config: dict,
         text = json.dumps(record, indent=2, sort_keys=False)
     except TypeError as exc:
         raise TypeError(f"config must be JSON-serialisable: {exc}") from None
-    out_dir = results_dir or Path(os.environ.get("WORKBOOK_RESULTS", RESULTS_DIR))
+    out_dir = results_dir or _folder_from_env("WORKBOOK_RESULTS", RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{notebook}.json"
     tmp = path.with_suffix(".json.tmp")

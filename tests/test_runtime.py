@@ -79,3 +79,13 @@ def test_save_results_rejects_non_finite_metrics(tmp_path, bad):
 def test_save_results_rejects_bad_arguments(tmp_path, notebook, metrics, error):
     with pytest.raises(error):
         runtime.save_results(notebook, metrics, {}, results_dir=tmp_path)
+
+
+def test_relative_results_folder_is_taken_from_the_repository_root(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # notebooks run in notebooks/, not in the root
+    monkeypatch.setenv("WORKBOOK_RESULTS", "build/test-results-relative")
+    path = runtime.save_results("hw0_demo", {"acc": 1.0}, {})
+    try:
+        assert path == runtime.ROOT / "build" / "test-results-relative" / "hw0_demo.json"
+    finally:
+        path.unlink()
