@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from helpers import data, runtime
@@ -86,8 +86,6 @@ def train(
     weight_decay: float = 0.0,
     schedule: str | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor],
-                              tuple[torch.Tensor, torch.Tensor]] | None = None,
     device: torch.device | str | None = None,
     desc: str | None = None,
 ) -> list[dict]:
@@ -97,8 +95,6 @@ def train(
     is ``None`` (constant ``lr``) or ``"onecycle"``: the learning rate warms up to ``lr`` over the
     first 30% of the steps and anneals to ~0 (Smith & Topin 2019), which converges in fewer
     epochs.
-    ``batch_transform(model, x, y) -> (x, y)``, if given, replaces each batch before the step;
-    it is the hook for adversarial training (Madry et al. 2018) and similar defenses.
     Shows a ``tqdm`` bar; returns one dict per epoch with the mean loss and training accuracy.
     The model is left in train mode.
     """
@@ -134,9 +130,6 @@ def train(
         total_loss, correct, seen = 0.0, 0, 0
         for x, y in loader:
             x, y = x.to(dev), y.to(dev)
-            if batch_transform is not None:
-                x, y = batch_transform(model, x, y)
-                model.train()
             logits = model(x)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -309,9 +302,3 @@ def second_model(device: torch.device | str | None = None) -> MLP:
     """An independently trained MNIST MLP (another architecture and seed), for transfer attacks."""
     return _train_mnist_model(MLP, "mnist_mlp", SECOND_MODEL_CONFIG, device)
 
-
-def as_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle: bool = True,
-              seed: int = 0) -> DataLoader:
-    """A seeded DataLoader over in-memory tensors (for models trained on derived data)."""
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
