@@ -106,6 +106,7 @@ ATTACKS = {
     "deepfool": lambda m, x, y: attacks.deepfool(m, x, max_iter=3)[0],
     "uap": lambda m, x, y: attacks.universal_perturbation(m, x, 0.1, max_passes=1, generator=0,
                                                           deepfool_max_iter=3),
+    "sgd_uap": lambda m, x, y: attacks.sgd_universal_perturbation(m, x, 0.1, epochs=1, generator=0),
     "fooling_rate": lambda m, x, y: attacks.fooling_rate(m, x, torch.full((1, 1, 28, 28), 0.1)),
     "grid": lambda m, x, y: attacks.targeted_success_grid(m, x, y, 0.1, 0.05, 2, per_class=1),
     "label_flow": lambda m, x, y: attacks.label_flow(m, x, torch.zeros(1, 1, 28, 28)),
@@ -210,7 +211,8 @@ def test_eps_zero_returns_the_input(problem):
     for out in (attacks.fgsm(model, x, y, 0.0),
                 attacks.pgd(model, x, y, 0.0, 0.01, 3),
                 attacks.pgd(model, x, y, 0, 0.01, 3, norm="l2", targeted=True, restarts=2),
-                attacks.universal_perturbation(model, x, 0.0) + x):
+                attacks.universal_perturbation(model, x, 0.0) + x,
+                attacks.sgd_universal_perturbation(model, x, 0.0) + x):
         assert torch.equal(out, x)
     assert attacks.fgsm(model, x, y, 0.0) is not x
 
@@ -359,6 +361,7 @@ def test_float64_inputs_give_float64_outputs(problem):
     assert attacks.pgd(m64, x64, y[:10], 1.0, 0.2, 2, norm="l2").dtype == torch.float64
     assert attacks.deepfool(m64, x64, max_iter=3)[0].dtype == torch.float64
     assert attacks.universal_perturbation(m64, x64, 0.1, max_passes=1).dtype == torch.float64
+    assert attacks.sgd_universal_perturbation(m64, x64, 0.1, epochs=1).dtype == torch.float64
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -370,6 +373,7 @@ def test_outputs_stay_on_cuda(problem):
     assert attacks.pgd(m, xc, yc, 0.1, 0.02, 3, generator=0).device.type == "cuda"
     assert attacks.deepfool(m, xc)[0].device.type == "cuda"
     assert attacks.universal_perturbation(m, xc, 0.1, max_passes=1, generator=0).device.type == "cuda"
+    assert attacks.sgd_universal_perturbation(m, xc, 0.1, epochs=1, generator=0).device.type == "cuda"
 
 
 # ------------------------------------------------------------------ DeepFool
@@ -455,6 +459,33 @@ def test_universal_perturbation_sequential_batch_size_one(problem):
     assert float(v.abs().max()) > 0.0
 
 
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
+def test_sgd_universal_perturbation_shape_ball_and_effect(problem, norm, eps):
+    model, x_test, _, x_train = problem
+    v, history = attacks.sgd_universal_perturbation(model, x_train[:100], eps, norm=norm,
+                                                    epochs=5, batch_size=20, step_size=eps / 10,
+                                                    generator=0, return_history=True)
+    assert v.shape == (1, 1, 28, 28) and v.dtype == torch.float32
+    size = float(v.abs().max()) if norm == "linf" else float(v.norm())
+    assert size <= eps + 1e-6
+    assert size > 0.5 * eps  # it grew to the budget
+    assert len(history) == 5
+    assert history[-1] == pytest.approx(attacks.fooling_rate(model, x_train[:100], v))
+    assert attacks.fooling_rate(model, x_test, v) > FOOL_MIN[(norm, eps)]
+
+
+def test_sgd_universal_perturbation_beats_random_noise_and_is_deterministic(problem):
+    model, x_test, _, x_train = problem
+    a = attacks.sgd_universal_perturbation(model, x_train[:100], 0.2, epochs=5, batch_size=20,
+                                           generator=3)
+    b = attacks.sgd_universal_perturbation(model, x_train[:100], 0.2, epochs=5, batch_size=20,
+                                           generator=3)
+    assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(0)
+    noise = 0.2 * (torch.randint(0, 2, (1, 1, 28, 28), generator=g).float() * 2 - 1)
+    assert attacks.fooling_rate(model, x_test, a) > attacks.fooling_rate(model, x_test, noise) + 0.05
+
+
 def test_fooling_rate_matches_definition(problem):
     model, x, _, _ = problem
     assert attacks.fooling_rate(model, x, torch.zeros(1, 1, 28, 28)) == 0.0
@@ -527,6 +558,13 @@ def _bad_calls(model, x, y):
         ("target_fooling_rate", lambda: attacks.universal_perturbation(model, x4, 0.1, target_fooling_rate=0)),
         ("target_fooling_rate", lambda: attacks.universal_perturbation(model, x4, 0.1, target_fooling_rate=1.5)),
         ("eps", lambda: attacks.universal_perturbation(model, x4, -0.1)),
+        ("eps", lambda: attacks.sgd_universal_perturbation(model, x4, -0.1)),
+        ("norm", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, norm="l1")),
+        ("epochs", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, epochs=0)),
+        ("step_size", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, step_size=0)),
+        ("batch_size", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, batch_size=0)),
+        ("loss_clip", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, loss_clip=-1)),
+        (r"\[0, 1\]", lambda: attacks.sgd_universal_perturbation(model, x4 + 1.0, 0.1)),
         ("delta", lambda: attacks.fooling_rate(model, x4, torch.zeros(1, 1, 14, 14))),
         ("delta", lambda: attacks.fooling_rate(model, x4, torch.zeros(3, 1, 28, 28))),
         ("norm", lambda: attacks.project_perturbation(torch.zeros(2, 3), 0.1, "l0")),
