@@ -89,3 +89,4 @@ def test_relative_results_folder_is_taken_from_the_repository_root(monkeypatch, 
         assert path == runtime.ROOT / "build" / "test-results-relative" / "hw0_demo.json"
     finally:
         path.unlink()
+        path.parent.rmdir()  # leave no trace in the repository's build/
