@@ -194,6 +194,14 @@ def _chunks(n: int, batch_size: int | None) -> Iterator[slice]:
         yield slice(start, min(start + step, n))
 
 
+def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None,
+                      device: torch.device) -> Iterator[torch.Tensor]:
+    """Indices of ``range(n)`` in a fresh random order, in chunks of ``batch_size``."""
+    order = torch.randperm(n, generator=generator).to(device)
+    for s in _chunks(n, batch_size):
+        yield order[s]
+
+
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = 1000) -> torch.Tensor:
     return torch.cat([model(x[s]).argmax(dim=1) for s in _chunks(x.shape[0], batch_size)])
@@ -228,6 +236,18 @@ def _success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Ten
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def _steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Unit steepest-ascent direction for the norm: sign(g) for L-infinity, g / ||g||_2 for L2."""
+    return grad.sign() if norm == "linf" else grad / (_flat_norm(grad) + 1e-12)
+
+
+@torch.no_grad()
+def _universal_fooling_rate(model: nn.Module, x: torch.Tensor, v: torch.Tensor,
+                            clean: torch.Tensor) -> float:
+    """Share of ``x`` whose prediction under ``clip(x + v)`` differs from ``clean``."""
+    return float((_predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
 
 
 def project_perturbation(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
@@ -373,7 +393,7 @@ def _pgd_run(
             if norm == "linf":
                 xa = torch.clamp(xa.add(grad.sign(), alpha=alpha), lower[active], upper[active])  # box ∩ cube
             else:
-                xa = xa + alpha * grad / (_flat_norm(grad) + 1e-12)
+                xa = xa + alpha * _steepest_ascent(grad, "l2")
                 delta = project_perturbation(xa - x[active], eps, "l2")
                 xa = (x[active] + delta).clamp(0.0, 1.0)  # clipping only shrinks |delta|
             x_adv[active] = xa
@@ -728,9 +748,7 @@ def universal_perturbation(
     with _attack_mode(model):
         clean = _predict(model, x)
         for _ in range(max_passes):
-            order = torch.randperm(x.shape[0], generator=generator).to(x.device)
-            for s in _chunks(x.shape[0], batch_size):
-                idx = order[s]
+            for idx in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
                 xv = (x[idx] + v).clamp(0.0, 1.0)
                 with torch.no_grad():
                     not_fooled = model(xv).argmax(dim=1) == clean[idx]
@@ -740,8 +758,7 @@ def universal_perturbation(
                 x_df, _ = _deepfool_run(model, xv, num_classes, overshoot, deepfool_max_iter)
                 for dv in x_df - xv:
                     v = project_perturbation(v + dv, eps, norm)
-            with torch.no_grad():
-                rate = float((_predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
+            rate = _universal_fooling_rate(model, x, v, clean)
             history.append(rate)
             if rate >= target_fooling_rate:
                 break
@@ -818,23 +835,16 @@ def sgd_universal_perturbation(
     with _attack_mode(model):
         clean = _predict(model, x)
         for _ in range(epochs):
-            order = torch.randperm(x.shape[0], generator=generator).to(x.device)
-            for s in _chunks(x.shape[0], batch_size):
-                idx = order[s]
+            for idx in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
                 v.requires_grad_(True)
                 logits = model((x[idx] + v).clamp(0.0, 1.0))
                 loss = F.cross_entropy(logits, clean[idx], reduction="none").clamp(max=loss_clip)
                 (grad,) = torch.autograd.grad(loss.mean(), v)
                 with torch.no_grad():
-                    if norm == "linf":
-                        step = grad.sign()
-                    else:
-                        step = grad / (_flat_norm(grad) + 1e-12)
-                    v = project_perturbation(v.detach() + step_size * step, eps, norm)
+                    v = project_perturbation(v.detach() + step_size * _steepest_ascent(grad, norm),
+                                             eps, norm)
             if return_history:
-                with torch.no_grad():
-                    rate = float((_predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
-                history.append(rate)
+                history.append(_universal_fooling_rate(model, x, v, clean))
     return (v, history) if return_history else v
 
 
