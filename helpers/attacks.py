@@ -793,10 +793,10 @@ def sgd_universal_perturbation(
     or the L2-normalised gradient (L2), as in :func:`pgd`. The clip at :math:`\\beta` stops images
     that are already fooled from dominating the gradient. Two differences from DeepFool-based UAPs
     matter on MNIST: the loss is taken *through* the clip to the pixel box [0, 1] (most MNIST
-    pixels are 0, so a negative perturbation there does nothing), and the objective is the one
-    being measured (how many images change label) rather than minimal per-image steps.
-    Shafahi et al. use an SGD/ADAM step on the raw gradient; the signed step here is the same
-    ascent direction PGD uses and needs no learning-rate tuning across budgets.
+    pixels are 0, so a negative perturbation there does nothing), and the objective is a smooth
+    surrogate of what is measured (the share of images whose label changes) rather than a sum of
+    minimal per-image steps. Each update here is the signed steepest-ascent step that PGD takes,
+    which needs no retuning of the step size across L-infinity budgets.
 
     Args:
         model: classifier returning logits.
