@@ -150,6 +150,22 @@ def mnist_loader(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     x, y = mnist_tensors(split, limit)
     shuffle = (split == "train") if shuffle is None else shuffle
+    return tensor_loader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle: bool = True,
+                  seed: int = 0) -> DataLoader:
+    """A DataLoader over in-memory tensors ``(x, y)`` (poisoned, relabelled or stolen data).
+
+    The order is drawn from its own ``torch.Generator`` seeded with ``seed``, so the batches are
+    the same on every run whatever else used the global RNG.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if len(x) == 0:
+        raise ValueError("x is empty: a loader needs at least one example")
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
                       generator=generator)

@@ -88,6 +88,7 @@ def train(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
     desc: str | None = None,
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
     """Minimise ``loss_fn(model(x), y)`` (cross-entropy by default) over ``epochs`` passes.
 
@@ -95,6 +96,10 @@ def train(
     is ``None`` (constant ``lr``) or ``"onecycle"``: the learning rate warms up to ``lr`` over the
     first 30% of the steps and anneals to ~0 (Smith & Topin 2019), which converges in fewer
     epochs.
+    ``perturb``, when given, is called as ``perturb(model, x, y)`` on every batch and the model
+    is trained on the images it returns instead of ``x`` (adversarial training: Goodfellow et
+    al. 2015, Madry et al. 2018); the loss and accuracy reported are those on the returned
+    images. Attacks from ``helpers.attacks`` leave the model's mode and parameters as they were.
     Shows a ``tqdm`` bar; returns one dict per epoch with the mean loss and training accuracy.
     The model is left in train mode.
     """
@@ -121,6 +126,8 @@ def train(
     if schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr,
                                                         total_steps=epochs * len(loader))
+    if perturb is not None and not callable(perturb):
+        raise TypeError("perturb must be None or a callable perturb(model, x, y) -> x_adv")
     loss_fn = loss_fn or F.cross_entropy
     history = []
     bar = tqdm(total=epochs * len(loader), desc=desc or f"training {type(model).__name__}",
@@ -130,6 +137,8 @@ def train(
         total_loss, correct, seen = 0.0, 0, 0
         for x, y in loader:
             x, y = x.to(dev), y.to(dev)
+            if perturb is not None:
+                x = perturb(model, x, y).detach()
             logits = model(x)
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
