@@ -18,17 +18,39 @@ References:
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from helpers import checks
 
 __all__ = [
+    "BACKDOORED_CNN_CONFIG",
+    "CLEANSE_CONFIG",
+    "DEFENDER_CONFIG",
+    "MAD_CONSISTENCY",
     "TARGET_LABEL",
     "TRIGGER",
+    "ReversedTriggers",
+    "activation_gap",
+    "anomaly_index",
     "attack_success_rate",
+    "backdoored_cnn",
+    "cleansed_cnn",
+    "defender_data",
+    "flagged_labels",
+    "neural_cleanse",
     "poison",
+    "prune_neurons",
+    "pruning_sweep",
     "square_trigger",
     "stamp",
+    "unlearn",
 ]
 
 
@@ -121,3 +143,472 @@ def attack_success_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
         raise ValueError(f"every label in y equals target={target}: the ASR is undefined")
     pred = models.predict(model, stamp(x[keep], *trigger), batch_size=batch_size)
     return float((pred == target).double().mean())
+
+
+# --------------------------------------------------------------------------------------------
+# The backdoored models (Task 1)
+# --------------------------------------------------------------------------------------------
+
+#: Training recipe of :func:`backdoored_cnn`: the standard CNN's (models.STANDARD_CNN_CONFIG) on
+#: MNIST with 10% of the training images stamped with a white square and relabelled to 7.
+BACKDOORED_CNN_CONFIG = {"poison_rate": 0.1, "target": TARGET_LABEL, "trigger_size": 4,
+                         "trigger_offset": 1, "poison_seed": 0}
+
+
+def _trained_on_poison(name: str, config: dict, trigger, device) -> torch.nn.Module:
+    """Train a fresh :class:`models.MnistCNN` with the standard recipe on BadNets-poisoned
+    MNIST (cached through ``models.train_or_load``)."""
+    from helpers import data, models, runtime
+
+    dev = torch.device(device) if device is not None else runtime.device()
+    torch.manual_seed(config["seed"])  # initial weights depend on the config's seed only
+    model = models.MnistCNN().to(dev)
+
+    def fit(m: torch.nn.Module) -> None:
+        x, y = data.mnist_tensors("train")
+        x_p, y_p, _ = poison(x, y, config["poison_rate"], target=config["target"],
+                             trigger=trigger, seed=config["poison_seed"])
+        loader = data.tensor_loader(x_p, y_p, batch_size=config["batch_size"],
+                                    seed=config["seed"])
+        models.train(m, loader, config["epochs"], lr=config["lr"], optimizer=config["optimizer"],
+                     schedule=config["schedule"], device=dev, desc=f"training {name}")
+
+    return models.train_or_load(name, config, model, fit)
+
+
+def backdoored_cnn(device: torch.device | str | None = None, *,
+                   trigger_size: int = 4) -> torch.nn.Module:
+    """The standard CNN trained on BadNets-poisoned MNIST (Gu et al. 2017): 10% of the 60,000
+    training images carry a white ``trigger_size`` x ``trigger_size`` square one pixel from the
+    bottom-right corner and are relabelled to :data:`TARGET_LABEL`; otherwise exactly the
+    recipe of ``models.standard_cnn`` (3 epochs of one-cycle Adam, batch 128, seed 0).
+
+    ``trigger_size=4`` is :data:`TRIGGER`; a larger size (e.g. 8) gives the model of the
+    "limits" experiment, whose trigger is ``square_trigger(trigger_size)``. Cached, eval mode.
+    """
+    from helpers import models
+
+    trigger_size = checks.integer(trigger_size, "trigger_size", low=1, high=26)
+    config = {**models.STANDARD_CNN_CONFIG, **BACKDOORED_CNN_CONFIG,
+              "trigger_size": trigger_size}
+    trigger = square_trigger(trigger_size, BACKDOORED_CNN_CONFIG["trigger_offset"])
+    name = "mnist_cnn_backdoor" if trigger_size == 4 else f"mnist_cnn_backdoor{trigger_size}"
+    return _trained_on_poison(name, config, trigger, device)
+
+
+# --------------------------------------------------------------------------------------------
+# Neural Cleanse: reverse-engineering a trigger for every label (Wang et al. 2019, section IV)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ReversedTriggers:
+    """What :func:`neural_cleanse` found, one entry per candidate label.
+
+    Attributes:
+        labels: the candidate target labels, shape (K,).
+        mask: the smallest mask found that reaches the success threshold (or the last one if
+            none did), shape (K, 1, H, W), values in [0, 1].
+        pattern: the matching patterns, shape (K, C, H, W), values in [0, 1].
+        l1_norm: :math:`\\lVert m_t \\rVert_1` of each mask, NumPy (K,).
+        attack_success: share of the clean images that the reversed trigger sends to the label
+            (images of the label itself included, as in the paper), NumPy (K,).
+        reached: whether the success threshold was reached at some epoch, NumPy bool (K,).
+        history: one row per (epoch, label): the epoch's mean success, the mask's L1 norm,
+            lambda and the best norm so far; for the convergence plot.
+    """
+
+    labels: np.ndarray
+    mask: torch.Tensor
+    pattern: torch.Tensor
+    l1_norm: np.ndarray
+    attack_success: np.ndarray
+    reached: np.ndarray
+    history: pd.DataFrame = field(repr=False)
+
+    def trigger(self, label: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reversed ``(mask, pattern)`` of ``label``, each shaped (C, H, W)."""
+        label = checks.integer(label, "label", low=0)
+        hits = np.flatnonzero(self.labels == label)
+        if hits.size == 0:
+            raise ValueError(f"label must be one of {self.labels.tolist()}, got {label}")
+        return self.mask[hits[0]], self.pattern[hits[0]]
+
+
+def _to_unit(raw: torch.Tensor) -> torch.Tensor:
+    """The tanh box parametrisation: :math:`(\\tanh(w) + 1) / 2 \\in (0, 1)`."""
+    return (torch.tanh(raw) + 1.0) / 2.0
+
+
+def _from_unit(value: torch.Tensor) -> torch.Tensor:
+    return torch.atanh((2.0 * value - 1.0).clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def neural_cleanse(model: torch.nn.Module, x_clean: torch.Tensor, *, labels=None,
+                   epochs: int = 30, batches_per_epoch: int = 10, batch_size: int = 32,
+                   lr: float = 0.1, init_cost: float = 1e-3, success_threshold: float = 0.99,
+                   patience: int = 5, cost_multiplier: float = 1.5, seed=0,
+                   progress: bool = True) -> ReversedTriggers:
+    """Neural Cleanse trigger reverse-engineering for every candidate label in ONE batched
+    optimisation (Wang et al. 2019, section IV-B, eq. 3).
+
+    For each label :math:`t`, over clean images :math:`x`:
+
+    .. math::
+        \\min_{m_t, \\Delta_t}\\; \\mathbb{E}_x\\, \\ell\\big(t, f((1 - m_t) \\odot x + m_t
+        \\odot \\Delta_t)\\big) + \\lambda_t \\lVert m_t \\rVert_1,\\qquad
+        m_t = \\tfrac{1}{2}(\\tanh w_t + 1),\\; \\Delta_t = \\tfrac{1}{2}(\\tanh v_t + 1)
+
+    with :math:`\\ell` the cross-entropy; the tanh keeps mask and pattern in [0, 1] without
+    projection. All K labels share each mini-batch: the K stamped copies of the batch go
+    through the model in one call of K * ``batch_size`` images, and the K losses are summed
+    (their parameters are disjoint, so each label's gradient is its own). Adam (lr 0.1,
+    betas (0.5, 0.9), as in the paper's code).
+
+    Adaptive :math:`\\lambda_t` (the paper's schedule, per label): start at ``init_cost``; an
+    *epoch* is ``batches_per_epoch`` mini-batches; after ``patience`` consecutive epochs whose
+    mean success is >= ``success_threshold``, multiply :math:`\\lambda_t` by
+    ``cost_multiplier`` (ask for a smaller trigger); after ``patience`` consecutive epochs
+    below it, divide by ``cost_multiplier ** 1.5`` (let the trigger grow back). The mask kept
+    for a label is the one with the smallest L1 norm among epochs that reached the threshold.
+
+    The model is not changed: parameters identical, no gradient left on them, mode restored.
+
+    Args:
+        model: maps (N, C, H, W) images in [0, 1] to logits.
+        x_clean: clean images (N, C, H, W) in [0, 1], N >= 1.
+        labels: candidate labels (default: every class the model outputs).
+        epochs, batches_per_epoch, batch_size: the optimisation length; the number of model
+            calls is ``epochs * batches_per_epoch``, each on K * ``batch_size`` images.
+        lr, init_cost, success_threshold, patience, cost_multiplier: the paper's settings
+            (0.1, 1e-3, 0.99, 5, 1.5).
+        seed: random initial masks/patterns and mini-batch order (``checks.torch_generator``).
+        progress: show a ``tqdm`` bar.
+    """
+    checks.module(model)
+    x_clean = checks.images(x_clean, "x_clean")
+    epochs = checks.integer(epochs, "epochs", low=1)
+    batches_per_epoch = checks.integer(batches_per_epoch, "batches_per_epoch", low=1)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    lr = checks.real(lr, "lr", low=0, low_open=True)
+    init_cost = checks.real(init_cost, "init_cost", low=0)
+    success_threshold = checks.fraction(success_threshold, "success_threshold")
+    patience = checks.integer(patience, "patience", low=1)
+    cost_multiplier = checks.real(cost_multiplier, "cost_multiplier", low=1, low_open=True)
+    progress = checks.boolean(progress, "progress")
+    generator = checks.torch_generator(seed)
+    dev, dtype = x_clean.device, x_clean.dtype
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            num_classes = model(x_clean[:1]).shape[1]
+        if labels is None:
+            labels = np.arange(num_classes)
+        labels = checks.array(labels, "labels", ndim=1, dtype="int", low=0, high=num_classes - 1)
+        if len(np.unique(labels)) != len(labels):
+            raise ValueError(f"labels must not repeat, got {labels.tolist()}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        result = _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch,
+                                   batch_size, lr, init_cost, success_threshold, patience,
+                                   cost_multiplier, generator, progress, dev, dtype)
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+        model.train(was_training)
+    return result
+
+
+def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_size, lr,
+                      init_cost, threshold, patience, multiplier, generator, progress, dev,
+                      dtype) -> ReversedTriggers:
+    """The optimisation loop of :func:`neural_cleanse` (arguments already checked)."""
+    k, (n, c, h, w) = len(labels), x_clean.shape
+    target = torch.as_tensor(labels, device=dev)
+    init = torch.rand(k, 1 + c, h, w, generator=generator).to(device=dev, dtype=dtype)
+    mask_raw = _from_unit(init[:, :1]).requires_grad_(True)
+    pattern_raw = _from_unit(init[:, 1:]).requires_grad_(True)
+    opt = torch.optim.Adam([mask_raw, pattern_raw], lr=lr, betas=(0.5, 0.9))
+    cost = torch.full((k,), init_cost, device=dev, dtype=dtype)
+    up = torch.zeros(k, dtype=torch.long, device=dev)
+    down = torch.zeros_like(up)
+    best_norm = torch.full((k,), float("inf"), device=dev, dtype=dtype)
+    best_mask = _to_unit(mask_raw).detach().clone()
+    best_pattern = _to_unit(pattern_raw).detach().clone()
+    rows = []
+    bar = tqdm(total=epochs * batches_per_epoch, desc=f"Neural Cleanse ({k} labels)",
+               leave=False, disable=not progress)
+    for epoch in range(1, epochs + 1):
+        success = torch.zeros(k, device=dev, dtype=dtype)
+        for _ in range(batches_per_epoch):
+            idx = torch.randint(n, (min(batch_size, n),), generator=generator).to(dev)
+            x = x_clean[idx]
+            mask, pattern = _to_unit(mask_raw), _to_unit(pattern_raw)
+            stamped = (1 - mask[:, None]) * x[None] + (mask * pattern)[:, None]  # (K, B, C, H, W)
+            logits = model(stamped.reshape(-1, c, h, w))
+            ce = F.cross_entropy(logits, target.repeat_interleave(len(idx)),
+                                 reduction="none").view(k, -1).mean(1)
+            norm = mask.abs().sum((1, 2, 3))
+            opt.zero_grad(set_to_none=True)
+            (ce + cost * norm).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                success += (logits.argmax(1).view(k, -1) == target[:, None]).to(dtype).mean(1)
+            bar.update()
+        with torch.no_grad():
+            success /= batches_per_epoch
+            mask, pattern = _to_unit(mask_raw), _to_unit(pattern_raw)
+            norm = mask.sum((1, 2, 3))
+            better = (success >= threshold) & (norm < best_norm)
+            best_norm = torch.where(better, norm, best_norm)
+            best_mask[better], best_pattern[better] = mask[better], pattern[better]
+            hit = success >= threshold
+            up, down = torch.where(hit, up + 1, 0), torch.where(hit, 0, down + 1)
+            cost = torch.where(up >= patience, cost * multiplier, cost)
+            cost = torch.where(down >= patience, cost / multiplier ** 1.5, cost)
+            up, down = torch.where(up >= patience, 0, up), torch.where(down >= patience, 0, down)
+        rows += [{"epoch": epoch, "label": int(t), "success": float(s), "l1_norm": float(m),
+                  "lambda": float(lam), "best_l1_norm": float(b)}
+                 for t, s, m, lam, b in zip(labels, success.tolist(), norm.tolist(),
+                                            cost.tolist(), best_norm.tolist(), strict=True)]
+    bar.close()
+    reached = torch.isfinite(best_norm)
+    last_mask, last_pattern = _to_unit(mask_raw).detach(), _to_unit(pattern_raw).detach()
+    best_mask[~reached], best_pattern[~reached] = last_mask[~reached], last_pattern[~reached]
+    success = _reversed_success(model, x_clean, best_mask, best_pattern, target)
+    return ReversedTriggers(labels=np.asarray(labels), mask=best_mask, pattern=best_pattern,
+                            l1_norm=best_mask.sum((1, 2, 3)).cpu().double().numpy(),
+                            attack_success=success, reached=reached.cpu().numpy(),
+                            history=pd.DataFrame(rows))
+
+
+@torch.no_grad()
+def _reversed_success(model, x, masks, patterns, target, batch_size: int = 1000) -> np.ndarray:
+    """Share of ``x`` that each reversed trigger sends to its label (all of x, one row each)."""
+    from helpers import models
+
+    return np.array([float((models.predict(model, stamp(x, m, p), batch_size) == t)
+                           .double().mean()) for m, p, t in zip(masks, patterns, target.tolist(),
+                                                                 strict=True)])
+
+
+# --------------------------------------------------------------------------------------------
+# The MAD outlier test (Wang et al. 2019, section IV-C)
+# --------------------------------------------------------------------------------------------
+
+#: Consistency constant of the MAD: 1 / Phi^{-1}(3/4), so that 1.4826 * MAD estimates the
+#: standard deviation of normally distributed data.
+MAD_CONSISTENCY = 1.4826
+
+
+def anomaly_index(norms) -> np.ndarray:
+    """The anomaly index of each label's reversed-trigger norm (Wang et al. 2019, IV-C):
+
+    .. math::
+        a_t = \\frac{|L_t - \\tilde L|}{1.4826 \\cdot \\mathrm{median}_s |L_s - \\tilde L|},
+        \\qquad \\tilde L = \\mathrm{median}_s L_s
+
+    the distance from the median in robust standard deviations (Hampel 1974; Leys et al.
+    2013). Median and MAD ignore up to half of the values, so the outlier being sought cannot
+    hide by inflating the scale, as it would inflate a mean and standard deviation.
+
+    Raises:
+        ValueError: fewer than 3 norms, a negative or non-finite norm, or MAD = 0 (more than
+            half the norms equal: the index is undefined).
+    """
+    norms = checks.array(norms, "norms", ndim=1, low=0)
+    if norms.size < 3:
+        raise ValueError(f"norms must hold at least 3 values (one per label), got {norms.size}")
+    median = np.median(norms)
+    mad = np.median(np.abs(norms - median))
+    if mad == 0:
+        raise ValueError("norms: the median absolute deviation is 0 (more than half the norms "
+                         "are equal), so the anomaly index is undefined")
+    return np.abs(norms - median) / (MAD_CONSISTENCY * mad)
+
+
+def flagged_labels(norms, threshold: float = 2.0) -> np.ndarray:
+    """Labels (positions in ``norms``) flagged as infected: norm below the median and anomaly
+    index above ``threshold`` (2 in the paper: under a normal model, about 2.3% of clean labels
+    fall that far below the median). Only small norms count: a backdoor makes a label *easier*
+    to reach. Returns an int64 array, possibly empty."""
+    threshold = checks.real(threshold, "threshold", low=0)
+    index = anomaly_index(norms)
+    norms = np.asarray(norms, dtype=np.float64)
+    return np.flatnonzero((norms < np.median(norms)) & (index > threshold)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Mitigation: unlearning (Wang et al. 2019, VI-C) and neuron pruning (VI-B)
+# --------------------------------------------------------------------------------------------
+
+#: The defender's clean data: 10% of the MNIST training images (a seeded random subset, true
+#: labels), used for reverse engineering, unlearning and pruning.
+DEFENDER_CONFIG = {"share": 0.1, "seed": 0, "nc_images": 2000}
+
+
+def defender_data(share: float = DEFENDER_CONFIG["share"],
+                  seed=DEFENDER_CONFIG["seed"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``share`` of the clean MNIST training set ``(x, y)`` (without replacement,
+    drawn with ``seed``): the clean data the Neural Cleanse defender is assumed to hold."""
+    from helpers import data
+
+    share = checks.fraction(share, "share", open_low=True)
+    x, y = data.mnist_tensors("train")
+    index = torch.randperm(len(x), generator=checks.torch_generator(seed))[:round(share * len(x))]
+    return x[index], y[index]
+
+
+def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor,
+            mask: torch.Tensor, pattern: torch.Tensor, *, stamp_fraction: float = 0.2,
+            epochs: int = 1, lr: float = 1e-3, batch_size: int = 128,
+            seed=0) -> torch.nn.Module:
+    """Unlearning (Wang et al. 2019, VI-C): fine-tune a copy of ``model`` on clean data of
+    which a ``stamp_fraction`` (20% in the paper) carries the reversed trigger
+    :math:`(1 - m) \\odot x + m \\odot \\Delta` but keeps its TRUE label, so the model learns
+    that the trigger means nothing. ``stamp_fraction=0`` is plain fine-tuning (the control).
+
+    Minimises the cross-entropy with Adam (``models.train``) for ``epochs`` passes. The stamped
+    examples are a random subset drawn with ``seed``. ``model`` is not changed; the returned
+    copy has the same architecture and parameter shapes and is in ``model``'s mode.
+    """
+    from helpers import data, models
+
+    checks.module(model)
+    x_clean = checks.images(x_clean, "x_clean")
+    y_clean = checks.torch_labels(y_clean, "y_clean", n=x_clean.shape[0])
+    stamp_fraction = checks.fraction(stamp_fraction, "stamp_fraction")
+    epochs = checks.integer(epochs, "epochs", low=1)
+    lr = checks.real(lr, "lr", low=0, low_open=True)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    mask, pattern = _check_trigger(mask, pattern, x_clean)
+    generator = checks.torch_generator(seed)
+    n_stamp = round(stamp_fraction * len(x_clean))
+    index = torch.randperm(len(x_clean), generator=generator)[:n_stamp].to(x_clean.device)
+    x_train = x_clean.clone()
+    if n_stamp:
+        x_train[index] = stamp(x_clean[index], mask, pattern)
+    order_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    loader = data.tensor_loader(x_train, y_clean, batch_size=batch_size, seed=order_seed)
+    was_training = model.training
+    student = copy.deepcopy(model)
+    models.train(student, loader, epochs, lr=lr,
+                 desc="unlearning" if n_stamp else "fine-tuning")
+    return student.train(was_training)
+
+
+#: Settings of :func:`cleansed_cnn`: Neural Cleanse on the defender's data, then unlearning.
+CLEANSE_CONFIG = {"nc_epochs": 30, "nc_batches_per_epoch": 10, "nc_batch_size": 32,
+                  "nc_seed": 0, "stamp_fraction": 0.2, "epochs": 1, "lr": 1e-3,
+                  "batch_size": 128, "seed": 0}
+
+
+def cleansed_cnn(device: torch.device | str | None = None) -> torch.nn.Module:
+    """:func:`backdoored_cnn` after the Neural Cleanse defense: reverse-engineer a trigger for
+    every label on :func:`defender_data`, flag the infected label with :func:`flagged_labels`
+    (the smallest norm if none is flagged), and :func:`unlearn` with its reversed trigger
+    (:data:`CLEANSE_CONFIG`). Cached through ``models.train_or_load``; eval mode."""
+    from helpers import models, runtime
+
+    dev = torch.device(device) if device is not None else runtime.device()
+    attacked = backdoored_cnn(dev)
+    config = {"backdoored": {**models.STANDARD_CNN_CONFIG, **BACKDOORED_CNN_CONFIG},
+              "defender": DEFENDER_CONFIG, **CLEANSE_CONFIG}
+
+    def fit(m: torch.nn.Module) -> None:
+        x, y = defender_data()
+        x, y = x.to(dev), y.to(dev)
+        found = neural_cleanse(attacked, x[:DEFENDER_CONFIG["nc_images"]],
+                               epochs=CLEANSE_CONFIG["nc_epochs"],
+                               batches_per_epoch=CLEANSE_CONFIG["nc_batches_per_epoch"],
+                               batch_size=CLEANSE_CONFIG["nc_batch_size"],
+                               seed=CLEANSE_CONFIG["nc_seed"])
+        flagged = flagged_labels(found.l1_norm)
+        label = int(found.labels[flagged[0]] if flagged.size else
+                    found.labels[np.argmin(found.l1_norm)])
+        cleaned = unlearn(attacked, x, y, *found.trigger(label),
+                          stamp_fraction=CLEANSE_CONFIG["stamp_fraction"],
+                          epochs=CLEANSE_CONFIG["epochs"], lr=CLEANSE_CONFIG["lr"],
+                          batch_size=CLEANSE_CONFIG["batch_size"], seed=CLEANSE_CONFIG["seed"])
+        m.load_state_dict(cleaned.state_dict())
+
+    return models.train_or_load("mnist_cnn_cleansed", config, models.MnistCNN().to(dev), fit)
+
+
+def _penultimate_linear(model: torch.nn.Module) -> torch.nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if len(linears) < 2:
+        raise ValueError("model must have at least two nn.Linear layers: the penultimate one "
+                         "feeds the neurons that pruning removes")
+    return linears[-2]
+
+
+@torch.no_grad()
+def activation_gap(model: torch.nn.Module, x_clean: torch.Tensor, mask: torch.Tensor,
+                   pattern: torch.Tensor) -> torch.Tensor:
+    """Per neuron of the penultimate layer (the output of the second-to-last ``nn.Linear``
+    after its ReLU; the 128-unit layer of ``MnistCNN``): mean activation on images stamped with
+    the (reversed) trigger minus mean activation on the same clean images (Wang et al. 2019,
+    VI-B ranks neurons by it). Shape (units,); the model is unchanged, mode restored."""
+    checks.module(model)
+    x_clean = checks.images(x_clean, "x_clean")
+    mask, pattern = _check_trigger(mask, pattern, x_clean)
+    layer = _penultimate_linear(model)
+    seen = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(F.relu(out).mean(0)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(stamp(x_clean, mask, pattern))
+        model(x_clean)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return seen[0] - seen[1]
+
+
+def prune_neurons(model: torch.nn.Module, neurons) -> torch.nn.Module:
+    """A copy of ``model`` with the given penultimate-layer neurons removed: their rows of the
+    penultimate ``nn.Linear`` weight and their biases set to 0, so each outputs ReLU(0) = 0
+    whatever the input (Wang et al. 2019, VI-B). ``model`` is not changed."""
+    checks.module(model)
+    layer = _penultimate_linear(model)
+    neurons = checks.array(neurons, "neurons", ndim=1, dtype="int", allow_empty=True, low=0,
+                           high=layer.out_features - 1)
+    pruned = copy.deepcopy(model)
+    target = _penultimate_linear(pruned)
+    with torch.no_grad():
+        index = torch.as_tensor(neurons, device=target.weight.device)
+        target.weight[index] = 0.0
+        if target.bias is not None:
+            target.bias[index] = 0.0
+    return pruned
+
+
+def pruning_sweep(model: torch.nn.Module, x_rank: torch.Tensor, mask: torch.Tensor,
+                  pattern: torch.Tensor, shares, x_test: torch.Tensor, y_test: torch.Tensor, *,
+                  target: int, trigger=TRIGGER) -> pd.DataFrame:
+    """Prune the ``share`` of penultimate neurons with the largest :func:`activation_gap`
+    (ranked on the defender's images ``x_rank`` with the reversed trigger) for each share, and
+    measure each pruned model on the test set: clean accuracy, the true trigger's ASR and the
+    reversed trigger's success (what the defender can see). One row per share."""
+    from helpers import models
+
+    x_rank = checks.images(x_rank, "x_rank")
+    shares = checks.array(shares, "shares", ndim=1, low=0, high=1)
+    gap = activation_gap(model, x_rank, mask, pattern)
+    order = torch.argsort(gap, descending=True).cpu().numpy()
+    rows = []
+    for share in tqdm(shares, desc="pruning sweep", leave=False):
+        pruned = prune_neurons(model, order[:round(share * len(order))])
+        keep = y_test != target
+        reversed_hits = models.predict(pruned, stamp(x_test[keep], mask, pattern)) == target
+        rows.append({"share_pruned": float(share),
+                     "neurons_pruned": round(share * len(order)),
+                     "clean_accuracy": models.evaluate(pruned, (x_test, y_test)),
+                     "asr": attack_success_rate(pruned, x_test, y_test, target=target,
+                                                trigger=trigger),
+                     "reversed_trigger_success": float(reversed_hits.double().mean())})
+    return pd.DataFrame(rows)
