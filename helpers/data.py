@@ -2,8 +2,9 @@
 
 Every file is verified against its SHA-256 in :data:`CHECKSUMS` the first time a process reads
 it; a missing, truncated or altered file raises :class:`DataIntegrityError` naming the file and
-the command that rebuilds it (``python data/prepare.py``). Nothing here downloads or unpickles:
-MNIST is parsed from its IDX files, Adult and ACS from text.
+the command that rebuilds it (``make data``). Nothing here downloads or unpickles: MNIST is
+parsed from its IDX files, Adult and ACS from text. Torch is imported lazily (only the MNIST
+tensor functions need it), so the NumPy-only notebooks never load it.
 
 Datasets:
 
@@ -20,26 +21,39 @@ import io
 import struct
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, TensorDataset
+
+from helpers import checks, runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch.utils.data import DataLoader
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-REBUILD = "python data/prepare.py"
+REBUILD = "make data (or: .venv/bin/python data/prepare.py)"
 
 #: SHA-256 of every shipped file, relative to ``data/``. ``data/prepare.py`` checks its output
 #: against this table, so a rebuild is byte-for-byte or it fails.
 CHECKSUMS = {
-    "MNIST/raw/train-images-idx3-ubyte.gz": "71524e2cd1ad2968737f7f2f2ff69cbfc32df8ccddff51593f7cb2d4e0eb5b64",
-    "MNIST/raw/train-labels-idx1-ubyte.gz": "fe03b8bd7915f70bf5aa08be480aa413fbd85afcaa58b35d230d335f284fd88e",
-    "MNIST/raw/t10k-images-idx3-ubyte.gz": "5634745efa576a17e7d4cf5cd9d09123c75e6538e5114267c2d156edaf519341",
-    "MNIST/raw/t10k-labels-idx1-ubyte.gz": "ae18e77e031ccde52407f794d123116439864147d33ac992975f85dd4dc42af6",
-    "adult/adult.data.gz": "fb9b6b419c38dd70d75d31f014b7f0905bf76e9625473c593455e31679a93184",
-    "adult/adult.test.gz": "5dd8e51005f6a86e42f058d66a957721196362cf8e8dde3efc8508532af4a083",
-    "adult/adult.names.gz": "aa540504efdb2bca9d601674bfd7708604c564b09c7d1ad053c43716403dc536",
-    "acs/acs12.csv": "0916b73a1e02fd403658276eb5dc6b357db43fbcc402f377b3327afbac41fbc5",
+    "MNIST/raw/train-images-idx3-ubyte.gz":
+        "71524e2cd1ad2968737f7f2f2ff69cbfc32df8ccddff51593f7cb2d4e0eb5b64",
+    "MNIST/raw/train-labels-idx1-ubyte.gz":
+        "fe03b8bd7915f70bf5aa08be480aa413fbd85afcaa58b35d230d335f284fd88e",
+    "MNIST/raw/t10k-images-idx3-ubyte.gz":
+        "5634745efa576a17e7d4cf5cd9d09123c75e6538e5114267c2d156edaf519341",
+    "MNIST/raw/t10k-labels-idx1-ubyte.gz":
+        "ae18e77e031ccde52407f794d123116439864147d33ac992975f85dd4dc42af6",
+    "adult/adult.data.gz":
+        "fb9b6b419c38dd70d75d31f014b7f0905bf76e9625473c593455e31679a93184",
+    "adult/adult.test.gz":
+        "5dd8e51005f6a86e42f058d66a957721196362cf8e8dde3efc8508532af4a083",
+    "adult/adult.names.gz":
+        "aa540504efdb2bca9d601674bfd7708604c564b09c7d1ad053c43716403dc536",
+    "acs/acs12.csv":
+        "0916b73a1e02fd403658276eb5dc6b357db43fbcc402f377b3327afbac41fbc5",
 }
 
 SPLITS = ("train", "test")
@@ -112,11 +126,21 @@ def _mnist_arrays(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
+def _torch():
+    import torch
+
+    runtime.torch_loaded_late()
+    return torch
+
+
 def load_mnist(split: str, data_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST as uint8 images ``(N, 28, 28)`` and int64 labels ``(N,)``; ``split`` in SPLITS.
 
     Train has 60,000 images, test 10,000 (LeCun et al. 1998). Each call returns new tensors.
+    The IDX files are parsed here rather than by ``torchvision.datasets.MNIST``, which wants
+    them decompressed and would try to download them otherwise (CONTRIBUTING.md, "Data").
     """
+    torch = _torch()
     images, labels = _mnist_arrays(_check_split(split), data_dir)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
@@ -126,8 +150,8 @@ def mnist_tensors(split: str, limit: int | None = None) -> tuple[torch.Tensor, t
 
     ``limit`` keeps the first ``limit`` examples (the original order), for quick experiments.
     """
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    if limit is not None:
+        limit = checks.integer(limit, "limit", low=1)
     images, labels = load_mnist(split)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
@@ -138,35 +162,46 @@ def mnist_loader(
     split: str,
     batch_size: int = 128,
     shuffle: bool | None = None,
-    seed: int = 0,
+    seed: int | torch.Generator | None = 0,
     limit: int | None = None,
 ) -> DataLoader:
     """A DataLoader over :func:`mnist_tensors`; shuffles the train split by default.
 
-    The order is drawn from its own ``torch.Generator`` seeded with ``seed``, so the batches are
-    the same on every run whatever else used the global RNG.
+    ``shuffle`` is ``None`` (shuffle the train split only), ``True`` or ``False``. The order is
+    drawn from its own ``torch.Generator`` made from ``seed`` (an int, or a generator; ``None``
+    uses torch's global generator), so the batches are the same on every run whatever else used
+    the global RNG.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    if shuffle is not None:
+        shuffle = checks.boolean(shuffle, "shuffle")
+    generator = checks.torch_generator(seed)  # checked before the data is read
     x, y = mnist_tensors(split, limit)
     shuffle = (split == "train") if shuffle is None else shuffle
-    return tensor_loader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    return tensor_loader(x, y, batch_size=batch_size, shuffle=shuffle, seed=generator)
 
 
 def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle: bool = True,
-                  seed: int = 0) -> DataLoader:
+                  seed: int | torch.Generator | None = 0) -> DataLoader:
     """A DataLoader over in-memory tensors ``(x, y)`` (poisoned, relabelled or stolen data).
 
-    The order is drawn from its own ``torch.Generator`` seeded with ``seed``, so the batches are
-    the same on every run whatever else used the global RNG.
+    The order is drawn from its own ``torch.Generator`` made from ``seed`` (an int, or a
+    generator; ``None`` uses torch's global generator), so the batches are the same on every
+    run whatever else used the global RNG.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    torch = _torch()
+    from torch.utils.data import DataLoader, TensorDataset
+
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    shuffle = checks.boolean(shuffle, "shuffle")
+    generator = checks.torch_generator(seed)
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (convert with torch.as_tensor), got "
+                            f"{type(value).__name__}")
+    checks.same_length("x", x, "y", y)
     if len(x) == 0:
         raise ValueError("x is empty: a loader needs at least one example")
-    generator = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
                       generator=generator)
 

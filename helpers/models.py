@@ -5,19 +5,23 @@
 * :class:`MLP`: a fully connected network for MNIST-sized inputs.
 * :func:`train`, :func:`evaluate`, :func:`predict`: the one training loop and evaluation of the
   workbook; notebooks never copy them.
-* :func:`train_or_load`: keeps trained weights under ``.cache/models/`` keyed by a name and a
-  hash of the training config, so that later notebooks reuse the model HW2 trained.
+* :func:`train_or_load`: keeps trained weights under ``.cache/models/`` keyed by a name, a
+  hash of the training config and a fingerprint of the code that trains them (the model class
+  and the training function with the helpers they call), so that later notebooks reuse the model
+  HW2 trained and a change to a model's code or training loop retrains it.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import inspect
 import json
-import os
-import tempfile
+import textwrap
+import types
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from helpers import data, runtime
+from helpers import checks, data, runtime
+
+runtime.torch_loaded_late()  # torch is loaded now: seed it if runtime.setup ran before
 
 
 class MnistCNN(nn.Module):
@@ -103,14 +109,16 @@ def train(
     Shows a ``tqdm`` bar; returns one dict per epoch with the mean loss and training accuracy.
     The model is left in train mode.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    checks.module(model)
+    epochs = checks.integer(epochs, "epochs", low=1)
+    lr = checks.real(lr, "lr", low=0.0, low_open=True)
+    weight_decay = checks.real(weight_decay, "weight_decay", low=0.0)
     if not isinstance(loader, DataLoader):
         raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}")
+    if len(loader) == 0:
+        raise ValueError("loader is empty (0 batches): training needs at least one batch")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError("loss_fn must be None or a callable loss_fn(logits, y) -> loss")
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -151,6 +159,9 @@ def train(
                 correct += (logits.argmax(1) == y).sum().item()
             seen += len(x)
             bar.update()
+        if seen == 0:
+            bar.close()
+            raise ValueError("loader yielded no examples: training needs at least one batch")
         history.append({"epoch": epoch, "loss": total_loss / seen,
                         "train_accuracy": correct / seen})
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
@@ -160,102 +171,242 @@ def train(
     return history
 
 
+def _inputs(x, name: str = "x") -> torch.Tensor:
+    """A float input batch: image batches (N, C, H, W) must lie in [0, 1] (``checks.images``);
+    other inputs (N, features...) must be finite floats. NumPy arrays are a TypeError."""
+    if isinstance(x, torch.Tensor) and x.ndim == 4:
+        return checks.images(x, name, allow_empty=True)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of inputs shaped (N, ...), e.g. images "
+                        f"(N, 1, 28, 28) in [0, 1], got {type(x).__name__} (convert with "
+                        f"torch.as_tensor)")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (N, ...) with a batch dimension, e.g. "
+                         f"(N, 1, 28, 28), got shape {tuple(x.shape)}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
 def _batches(data_: DataLoader | tuple[torch.Tensor, torch.Tensor], batch_size: int):
     if isinstance(data_, DataLoader):
         yield from data_
     elif isinstance(data_, tuple | list) and len(data_) == 2:
         x, y = data_
-        if len(x) != len(y):
-            raise ValueError(f"data: {len(x)} inputs but {len(y)} labels")
+        x = _inputs(x, "data[0] (x)")
+        y = checks.torch_labels(y, "data[1] (y)", n=len(x))
         for i in range(0, len(x), batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
     else:
-        raise TypeError("data must be a DataLoader or an (x, y) tuple of tensors")
+        raise TypeError(f"data must be a DataLoader or an (x, y) tuple of tensors, got "
+                        f"{type(data_).__name__}")
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted labels ``argmax_k model(x)_k`` as int64 on ``x``'s device; mode restored."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    """Predicted labels ``argmax_k model(x)_k`` as int64 on ``x``'s device; mode restored.
+
+    ``x`` is a float tensor shaped (N, ...): images (N, C, H, W) with values in [0, 1], or
+    other finite inputs; NumPy arrays are refused with a hint to convert them.
+    """
+    checks.module(model)
+    x = _inputs(x)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
     was_training = model.training
     model.eval()
     dev = _model_device(model)
-    out = torch.cat([model(x[i : i + batch_size].to(dev)).argmax(1)
-                     for i in range(0, len(x), batch_size)]) if len(x) else \
-        torch.empty(0, dtype=torch.int64)
-    model.train(was_training)
+    try:
+        out = torch.cat([model(x[i : i + batch_size].to(dev)).argmax(1)
+                         for i in range(0, len(x), batch_size)]) if len(x) else \
+            torch.empty(0, dtype=torch.int64)
+    finally:
+        model.train(was_training)
     return out.to(x.device)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data_: DataLoader | tuple[torch.Tensor, torch.Tensor],
              batch_size: int = 1000) -> float:
-    """Accuracy of ``model`` on a DataLoader or an ``(x, y)`` tuple; train/eval mode restored."""
+    """Accuracy ``mean(argmax_k model(x)_k == y)`` of ``model`` on a DataLoader or an ``(x, y)``
+    tuple of tensors (inputs as in :func:`predict`, int labels); train/eval mode restored."""
+    checks.module(model)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
     was_training = model.training
     model.eval()
     dev = _model_device(model)
     correct, seen = 0, 0
-    for x, y in _batches(data_, batch_size):
-        correct += (model(x.to(dev)).argmax(1) == y.to(dev)).sum().item()
-        seen += len(y)
-    model.train(was_training)
+    try:
+        for x, y in _batches(data_, batch_size):
+            logits = model(x.to(dev))
+            if len(y) and int(y.max()) >= logits.shape[1]:
+                raise ValueError(f"y must hold labels in [0, {logits.shape[1]}) (the model's "
+                                 f"classes), got a label {int(y.max())}")
+            correct += (logits.argmax(1) == y.to(dev)).sum().item()
+            seen += len(y)
+    finally:
+        model.train(was_training)
     if seen == 0:
         raise ValueError("data is empty: accuracy is undefined")
     return correct / seen
 
 
-def config_key(name: str, config: dict) -> str:
-    """``<name>-<first 16 hex of SHA-256 of the config as canonical JSON>``."""
-    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+def config_key(name: str, config: dict, code: str = "") -> str:
+    """``<name>-<first 16 hex of SHA-256 of the config as canonical JSON, then code>``.
+
+    ``code`` is the fingerprint of the code that trains the weights (:func:`code_fingerprint`)
+    or an explicit version string; the empty default keeps the key of the config alone.
+    """
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"name must be a non-empty string of letters, digits, '-' and '_', "
                          f"got {name!r}")
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a string, got {type(code).__name__}")
     try:
         canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     except TypeError as exc:
         raise TypeError(f"config must be JSON-serialisable: {exc}") from None
-    return f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    payload = canonical if not code else f"{canonical}\n{code}"
+    return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+def _normalised_source(obj) -> str:
+    """The source of a function or class without docstrings, comments or layout (``ast``), so
+    that only a change of behaviour changes it; the bytecode when there is no source."""
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        if inspect.isclass(obj):  # e.g. a class defined in a notebook (Python < 3.13)
+            members = sorted((k, v) for k, v in vars(obj).items()
+                             if isinstance(v, types.FunctionType))
+            return "|".join(f"{k}:{_normalised_source(v)}" for k, v in members)
+        code = getattr(obj, "__code__", None)
+        return _code_repr(code) if code is not None else getattr(obj, "__qualname__", "?")
+    scopes = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(node, scopes) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                and isinstance(first.value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def _code_repr(code: types.CodeType) -> str:
+    """Bytecode, names and constants of a code object, nested ones included, without the
+    memory addresses that ``repr`` of a code object shows (stable across processes)."""
+    consts = [_code_repr(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+
+#: Modules whose code does not determine trained weights: argument checks only raise or pass
+#: values through. Leaving them out keeps an edit of a message from retraining every model.
+_NOT_FINGERPRINTED = ("helpers.checks",)
+
+
+def _is_project_code(obj) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return not module.startswith(("torch", "numpy", "builtins", "tqdm", "collections",
+                                  *_NOT_FINGERPRINTED))
+
+
+def _code_closure(fn, seen: set, out: list[str], depth: int = 0) -> None:
+    """Add the normalised source of ``fn`` and of the project functions it names (globals,
+    closure cells, ``module.attribute``) to ``out``, recursively."""
+    fn = inspect.unwrap(fn.func if isinstance(fn, functools.partial) else fn)
+    if id(fn) in seen or depth > 8 or not _is_project_code(fn):
+        return
+    if inspect.isclass(fn):
+        for klass in fn.__mro__:
+            if _is_project_code(klass) and klass is not object and id(klass) not in seen:
+                seen.add(id(klass))
+                out.append(f"{klass.__module__}.{klass.__qualname__}:{_normalised_source(klass)}")
+        return
+    seen.add(id(fn))
+    if not isinstance(fn, types.FunctionType):
+        call = vars(type(fn)).get("__call__")  # a callable object: its class's __call__
+        if not isinstance(call, types.FunctionType):
+            return
+        fn = call
+    out.append(f"{fn.__module__}.{fn.__qualname__}:{_normalised_source(fn)}")
+    code = fn.__code__
+    names = set(code.co_names)
+    for const in code.co_consts:  # nested functions and lambdas
+        if isinstance(const, types.CodeType):
+            names |= set(const.co_names) | set(const.co_freevars)
+    scope = dict(fn.__globals__)
+    for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
+        try:
+            scope[var] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    for name in sorted(names):
+        value = scope.get(name)
+        if isinstance(value, types.ModuleType):
+            if not value.__name__.startswith("helpers"):
+                continue
+            for attr in sorted(names):
+                member = getattr(value, attr, None)
+                if isinstance(member, types.FunctionType) and member.__module__ == value.__name__:
+                    _code_closure(member, seen, out, depth + 1)
+        elif isinstance(value, types.FunctionType | functools.partial) or inspect.isclass(value):
+            _code_closure(value, seen, out, depth + 1)
+
+
+def code_fingerprint(model: nn.Module, train_fn: Callable) -> str:
+    """SHA-256 (16 hex) of the code that determines trained weights: the source of ``model``'s
+    class (and its project base classes) and of ``train_fn`` with the project functions it
+    calls, transitively (``models.train``, the loaders, an attack used as ``perturb``...).
+
+    Docstrings, comments and layout do not count (the sources are compared as ``ast`` dumps);
+    torch's and NumPy's own code is covered by the pinned versions, not by this fingerprint.
+    """
+    parts: list[str] = []
+    seen: set = set()
+    _code_closure(type(model), seen, parts)
+    _code_closure(train_fn, seen, parts)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def train_or_load(name: str, config: dict, model: nn.Module,
-                  train_fn: Callable[[nn.Module], object]) -> nn.Module:
+                  train_fn: Callable[[nn.Module], object], *,
+                  version: str | None = None) -> nn.Module:
     """Load ``model``'s trained weights from the cache, or train it and cache them.
 
-    The cache entry is ``.cache/models/<name>-<hash of config>.pt`` (a ``state_dict``) beside a
-    ``.json`` that records the config and the file's SHA-256. On a hit the weights are read with
-    ``torch.load(..., weights_only=True)`` (no arbitrary unpickling) after checking that digest;
-    a corrupted or unreadable entry is reported with a warning and retrained. On a miss
-    ``train_fn(model)`` trains the freshly built ``model`` in place and the state is written
-    atomically (temporary file, then rename), so an interrupted run never leaves half a file.
+    The cache entry is ``.cache/models/<key>.pt`` (a ``state_dict``) beside a ``.json`` that
+    records the config, the code fingerprint and the file's SHA-256, where ``key`` is
+    ``<name>-<hash of config and code>`` (:func:`config_key`). The code part is ``version`` when
+    given (an explicit version string that the caller bumps), else :func:`code_fingerprint`
+    of the model's class and ``train_fn``: a change to the model's code or to the training loop
+    that keeps the config retrains instead of loading stale weights. On a hit the weights are
+    read with ``torch.load(..., weights_only=True)`` (no arbitrary unpickling) after checking
+    that digest; a corrupted or unreadable entry is reported with a warning and retrained. On a
+    miss ``train_fn(model)`` trains the freshly built ``model`` in place and the state is
+    written atomically (:func:`helpers.runtime.atomic_write`), so an interrupted run never
+    leaves half a file. ``WORKBOOK_CACHE`` moves the cache folder.
 
     Args:
         name: short model name, e.g. ``"mnist_cnn"``.
         config: everything that determines the trained weights (architecture, seed, epochs...).
         model: a freshly built, untrained module on the device to use.
         train_fn: called as ``train_fn(model)`` on a miss.
+        version: optional explicit code version used in place of the automatic fingerprint.
 
     Returns:
         ``model`` with trained weights, in eval mode.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.module(model)
     if not callable(train_fn):
         raise TypeError("train_fn must be callable as train_fn(model)")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise TypeError(f"version must be None or a non-empty string, got {version!r}")
+    code = f"version:{version}" if version is not None else code_fingerprint(model, train_fn)
+    key = config_key(name, config, code)
     folder = runtime.cache_dir() / "models"
     folder.mkdir(parents=True, exist_ok=True)
-    key = config_key(name, config)
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
+    shown = runtime.display_path(weights)
     if weights.exists():
         problem = None
         try:
@@ -266,18 +417,19 @@ def train_or_load(name: str, config: dict, model: nn.Module,
             else:
                 state = torch.load(weights, map_location=_model_device(model), weights_only=True)
                 model.load_state_dict(state)
-                print(f"loaded {name} from the cache (.cache/models/{weights.name})")
+                print(f"loaded {name} from the cache ({shown})")
                 return model.eval()
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-        warnings.warn(f"cached model .cache/models/{weights.name} is unusable ({problem}); "
-                      "retraining it", stacklevel=2)
+        warnings.warn(f"cached model {shown} is unusable ({problem}); retraining it",
+                      stacklevel=2)
     train_fn(model)
-    _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+    runtime.atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    record = {"name": name, "config": config, "sha256": digest, "torch": torch.__version__}
-    _atomic_write(meta, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
-    print(f"trained {name} and cached it (.cache/models/{weights.name})")
+    record = {"name": name, "config": config, "code": code, "sha256": digest,
+              "torch": torch.__version__}
+    runtime.atomic_write(meta, json.dumps(record, indent=2) + "\n")
+    print(f"trained {name} and cached it ({shown})")
     return model.eval()
 
 

@@ -1,8 +1,13 @@
-"""Seeding, device choice, the cache folder and the notebooks' ``results/*.json``.
+"""Seeding, device choice, the cache folder, atomic writes and the notebooks' ``results/*.json``.
 
 Every notebook starts with ``DEVICE = runtime.setup(seed=0)`` and ends with
 ``runtime.save_results(...)``; the seconds recorded in the results file are measured between
 the two.
+
+This module imports torch lazily: a NumPy-only notebook (Task 2, Task 3) never loads it, which
+saves several seconds of start-up (CONTRIBUTING.md, "Budgets"). When torch is loaded later in a
+process that :func:`setup` already seeded (``helpers.models`` does this on import), it is seeded
+and made deterministic then, with the same seed.
 """
 
 from __future__ import annotations
@@ -12,24 +17,39 @@ import math
 import os
 import platform
 import random
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from importlib import metadata
 from numbers import Real
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "results"
 
 _clock = {"start": None}
+_state: dict = {"seed": None, "torch_configured": False}
+
+
+def _torch_loaded() -> bool:
+    return "torch" in sys.modules
 
 
 def device() -> torch.device:
     """The device notebooks compute on: the first CUDA GPU when present, else the CPU.
 
     Set the environment variable ``WORKBOOK_DEVICE=cpu`` to force the CPU on a GPU machine.
+    Imports torch.
     """
+    import torch
+
     wanted = os.environ.get("WORKBOOK_DEVICE", "").strip().lower()
     if wanted not in ("", "cpu", "cuda"):
         raise ValueError(f"WORKBOOK_DEVICE must be 'cpu' or 'cuda', got {wanted!r}")
@@ -40,16 +60,48 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's legacy global RNG and torch (CPU and CUDA)."""
+def _check_seed(seed) -> int:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return seed
+
+
+def _configure_torch(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and switch on its deterministic algorithms."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    _state["torch_configured"] = True
+
+
+def torch_loaded_late() -> None:
+    """Called by the torch helper modules when they are imported: if :func:`setup` ran before
+    torch was loaded, seed torch and make it deterministic now, with setup's seed."""
+    if _state["seed"] is not None and not _state["torch_configured"]:
+        _configure_torch(_state["seed"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's legacy global RNG and torch (CPU and CUDA).
+
+    Torch is seeded only when it is already imported; otherwise it is seeded when a torch helper
+    module is first imported (:func:`torch_loaded_late`).
+    """
+    _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeding the legacy global RNG is the point here
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    _state["seed"], _state["torch_configured"] = seed, False
+    if _torch_loaded():
+        import torch
+
+        torch.manual_seed(seed)
 
 
-def setup(seed: int = 0, verbose: bool = True) -> torch.device:
+def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
     """Seed everything, make torch deterministic where it can be, start the clock.
 
     Deterministic algorithms: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an
@@ -57,22 +109,31 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device:
     off, and ``CUBLAS_WORKSPACE_CONFIG`` set as CUDA's reproducibility notes require. The same
     seed then gives the same data order, initial weights and results on the same machine.
 
+    Torch is not imported here: in a notebook that has not imported torch (or a torch helper
+    module) before calling ``setup``, nothing computes with torch, and the device is the CPU.
+
     Returns:
-        The device to compute on (see :func:`device`).
+        The ``torch.device`` to compute on (see :func:`device`) when torch is loaded, else the
+        string ``"cpu"`` (NumPy and scikit-learn compute on the CPU).
     """
     seed_everything(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    dev = device()
+    dev: torch.device | str = "cpu"
+    if _torch_loaded():
+        _configure_torch(seed)
+        dev = device()
     _clock["start"] = time.perf_counter()
     if verbose:
-        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                else f"{os.cpu_count()} cores")
-        print(f"device: {dev.type} ({name}), torch threads: {torch.get_num_threads()}")
-        print(f"python {platform.python_version()}, torch {torch.__version__}, "
-              f"numpy {np.__version__}, seed {seed}")
+        if _torch_loaded():
+            import torch
+
+            name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                    else f"{os.cpu_count()} cores")
+            print(f"device: {dev.type} ({name}), torch threads: {torch.get_num_threads()}")
+            print(f"python {platform.python_version()}, torch {torch.__version__}, "
+                  f"numpy {np.__version__}, seed {seed}")
+        else:
+            print(f"device: cpu ({os.cpu_count()} cores; NumPy only, torch not loaded)")
+            print(f"python {platform.python_version()}, numpy {np.__version__}, seed {seed}")
     return dev
 
 
@@ -81,6 +142,11 @@ def _folder_from_env(variable: str, default: Path) -> Path:
     root, not the working directory (notebooks run in ``notebooks/``, scripts in the root)."""
     value = os.environ.get(variable, "").strip()
     return default if not value else ROOT / Path(value).expanduser()
+
+
+def results_folder() -> Path:
+    """The folder of the results files: ``results/``, or ``WORKBOOK_RESULTS`` when set."""
+    return _folder_from_env("WORKBOOK_RESULTS", RESULTS_DIR)
 
 
 def cache_dir() -> Path:
@@ -93,10 +159,62 @@ def cache_dir() -> Path:
     return path
 
 
+def display_path(path: Path | str) -> str:
+    """``path`` as messages show it: relative to the repository when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], object] | str | bytes) -> Path:
+    """Write ``path`` atomically: into a temporary file in the same folder, then rename it.
+
+    ``write`` is the text or bytes to write, or a callable ``write(tmp_path)`` that writes the
+    temporary file (``torch.save``, ``nbformat.write``...). ``os.replace`` is atomic on POSIX and
+    Windows, so a reader sees the old file or the new one, never half of one; an interrupted or
+    failed write leaves no temporary file behind.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    if not (callable(write) or isinstance(write, str | bytes)):
+        raise TypeError(f"write must be str, bytes or a callable write(tmp_path), got "
+                        f"{type(write).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if isinstance(write, str):
+            tmp.write_text(write, encoding="utf-8")
+        elif isinstance(write, bytes):
+            tmp.write_bytes(write)
+        else:
+            write(tmp)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(tmp, mode)  # mkstemp creates 0600; keep the usual permissions
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _torch_version() -> str:
+    if _torch_loaded():
+        return sys.modules["torch"].__version__
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "not installed"
+
+
 def environment() -> dict[str, str]:
-    """The versions and device that produced a result."""
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "device": device().type}
+    """The versions and device that produced a result (``"cpu"`` when torch is not loaded)."""
+    return {"python": platform.python_version(), "torch": _torch_version(),
+            "device": device().type if _torch_loaded() else "cpu"}
 
 
 def _finite_number(name: str, value) -> float | int:
@@ -112,10 +230,12 @@ def save_results(notebook: str, metrics: dict, config: dict,
                  results_dir: Path | None = None) -> Path:
     """Write ``results/<notebook>.json`` with the notebook's headline metrics.
 
-    Format (DESIGN.md): ``{"notebook", "metrics": {name: number}, "config", "environment":
-    {"python", "torch", "device"}, "seconds"}`` where seconds counts from :func:`setup`.
-    Tensors of one element and NumPy scalars are accepted as numbers. ``WORKBOOK_RESULTS``
-    overrides the folder (``make test`` uses it so that testing never rewrites ``results/``).
+    Format (CONTRIBUTING.md, "Results"): ``{"notebook", "metrics": {name: number}, "config",
+    "environment": {"python", "torch", "device"}, "seconds"}`` where seconds counts from
+    :func:`setup`. Tensors of one element and NumPy scalars are accepted as numbers.
+    ``WORKBOOK_RESULTS`` overrides the folder (``make test`` and ``make run`` point it under
+    ``build/`` so that only ``make notebooks`` rewrites ``results/``). The file is written
+    atomically and the message names the real path.
 
     Raises:
         ValueError: ``notebook`` is not a plain file stem, or a metric is NaN or infinite.
@@ -129,7 +249,7 @@ def save_results(notebook: str, metrics: dict, config: dict,
         raise ValueError("metrics must be a non-empty dict of name -> number")
     clean = {}
     for name, value in metrics.items():
-        if isinstance(value, torch.Tensor):
+        if hasattr(value, "numel") and hasattr(value, "item"):  # a torch tensor
             if value.numel() != 1:
                 raise TypeError(f"metrics[{name!r}] must be a number, got a tensor of "
                                 f"{value.numel()} elements")
@@ -142,11 +262,7 @@ def save_results(notebook: str, metrics: dict, config: dict,
         text = json.dumps(record, indent=2, sort_keys=False)
     except TypeError as exc:
         raise TypeError(f"config must be JSON-serialisable: {exc}") from None
-    out_dir = results_dir or _folder_from_env("WORKBOOK_RESULTS", RESULTS_DIR)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{notebook}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
-    print(f"saved results/{path.name}")
+    out_dir = results_dir or results_folder()
+    path = atomic_write(Path(out_dir) / f"{notebook}.json", text + "\n")
+    print(f"saved {display_path(path)}")
     return path

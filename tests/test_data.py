@@ -17,10 +17,13 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
                                                     ("test", 10_000, MNIST_TEST_COUNTS)])
 def test_load_mnist_shapes_dtypes_and_label_counts(split, n, counts):
     images, labels = data.load_mnist(split)
-    assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
-    assert labels.shape == (n,) and labels.dtype == torch.int64
+    assert images.shape == (n, 28, 28)
+    assert images.dtype == torch.uint8
+    assert labels.shape == (n,)
+    assert labels.dtype == torch.int64
     assert torch.bincount(labels, minlength=10).tolist() == counts
-    assert images.max() == 255 and images.min() == 0
+    assert images.max() == 255
+    assert images.min() == 0
 
 
 def test_load_mnist_returns_fresh_tensors():
@@ -33,15 +36,19 @@ def test_load_mnist_returns_fresh_tensors():
 def test_mnist_tensors_are_floats_in_unit_interval():
     x, y = data.mnist_tensors("test", limit=100)
     raw, _ = data.load_mnist("test")
-    assert x.shape == (100, 1, 28, 28) and x.dtype == torch.float32 and len(y) == 100
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.shape == (100, 1, 28, 28)
+    assert x.dtype == torch.float32
+    assert len(y) == 100
+    assert 0.0 <= x.min()
+    assert x.max() <= 1.0
     assert torch.equal((x[:, 0] * 255).round().to(torch.uint8), raw[:100])
 
 
 def test_mnist_loader_is_seeded():
     first = [next(iter(data.mnist_loader("train", batch_size=8, seed=3)))[1] for _ in range(2)]
     other = next(iter(data.mnist_loader("train", batch_size=8, seed=4)))[1]
-    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], other)
+    assert torch.equal(first[0], first[1])
+    assert not torch.equal(first[0], other)
 
 
 @pytest.mark.parametrize(("split", "rows"), [("train", 32_561), ("test", 16_281)])
@@ -52,7 +59,8 @@ def test_load_adult_rows_label_and_cleaning(split, rows):
     assert set(frame[data.ADULT_LABEL].unique()) == {0, 1}
     assert 0.23 < frame[data.ADULT_LABEL].mean() < 0.25  # about 24% earn more than 50K
     assert set(frame["sex"].unique()) == {"Male", "Female"}
-    assert not (frame["workclass"] == "?").any() and frame["workclass"].isna().sum() > 0
+    assert not (frame["workclass"] == "?").any()
+    assert frame["workclass"].isna().sum() > 0
     assert not frame["education"].str.startswith(" ").any()
     assert pd.api.types.is_integer_dtype(frame["age"])
 
@@ -91,7 +99,8 @@ def test_truncated_file_names_the_file_and_the_fix(data_copy, relative, load):
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(data.DataIntegrityError) as info:
         load(data_copy)
-    assert str(path) in str(info.value) and "python data/prepare.py" in str(info.value)
+    assert str(path) in str(info.value)
+    assert "python data/prepare.py" in str(info.value)
 
 
 def test_altered_file_of_the_same_size_is_detected(data_copy):
@@ -113,3 +122,56 @@ def test_checksums_cover_every_shipped_file():
     shipped = {str(p.relative_to(data.DATA_DIR)) for p in data.DATA_DIR.rglob("*")
                if p.is_file() and p.suffix != ".py" and p.name != "README.md"}
     assert shipped == set(data.CHECKSUMS)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
+    ({"batch_size": True}, TypeError, "batch_size must be an integer"),
+    ({"batch_size": 8.0}, TypeError, "batch_size must be an integer"),
+    ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
+    ({"shuffle": 1}, TypeError, "shuffle must be True or False"),
+    ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+    ({"seed": 1.5}, TypeError, "seed must be None, an int or a torch.Generator"),
+    ({"seed": "0"}, TypeError, "seed must be None, an int or a torch.Generator"),
+    ({"limit": 0}, ValueError, "limit must be an integer >= 1"),
+    ({"limit": "10"}, TypeError, "limit must be an integer"),
+])
+def test_mnist_loader_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        data.mnist_loader("test", **kwargs)
+
+
+def test_mnist_loader_shuffle_default_and_explicit():
+    _, y = data.mnist_tensors("test", limit=64)
+    _, y_train = data.mnist_tensors("train", limit=64)
+    in_order = next(iter(data.mnist_loader("test", batch_size=64, limit=64)))[1]
+    assert torch.equal(in_order, y)  # the test split keeps its order by default
+    shuffled = next(iter(data.mnist_loader("test", batch_size=64, limit=64, shuffle=True)))[1]
+    assert not torch.equal(shuffled, y)
+    assert torch.equal(shuffled.sort().values, y.sort().values)  # a permutation of the same
+    train = next(iter(data.mnist_loader("train", batch_size=64, limit=64)))[1]
+    assert not torch.equal(train, y_train)  # the train split is shuffled by default
+    kept = next(iter(data.mnist_loader("train", batch_size=64, limit=64, shuffle=False)))[1]
+    assert torch.equal(kept, y_train)
+
+
+def test_mnist_loader_accepts_a_generator_as_seed():
+    def first(seed):
+        return next(iter(data.mnist_loader("train", batch_size=16, limit=256, seed=seed)))[1]
+
+    assert torch.equal(first(torch.Generator().manual_seed(5)), first(5))
+    assert not torch.equal(first(5), first(6))
+
+
+@pytest.mark.parametrize(("x", "y", "kwargs", "error", "match"), [
+    (torch.zeros(3, 2).numpy(), torch.zeros(3), {}, TypeError, "x must be a torch.Tensor"),
+    (torch.zeros(3, 2), [0, 1, 2], {}, TypeError, "y must be a torch.Tensor"),
+    (torch.zeros(3, 2), torch.zeros(4), {}, ValueError, "x and y must have the same length"),
+    (torch.zeros(0, 2), torch.zeros(0), {}, ValueError, "x is empty"),
+    (torch.zeros(3, 2), torch.zeros(3), {"batch_size": 0}, ValueError, "batch_size"),
+    (torch.zeros(3, 2), torch.zeros(3), {"shuffle": None}, TypeError, "shuffle"),
+    (torch.zeros(3, 2), torch.zeros(3), {"seed": -2}, ValueError, "seed"),
+])
+def test_tensor_loader_rejects_bad_arguments(x, y, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        data.tensor_loader(x, y, **kwargs)

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,8 +35,12 @@ def test_different_seed_differs():
 def test_setup_prints_device_and_versions(capsys):
     dev = runtime.setup(0)
     out = capsys.readouterr().out
-    assert isinstance(dev, torch.device) and dev.type in ("cpu", "cuda")
-    assert "device:" in out and "torch" in out and "numpy" in out and "python" in out
+    assert isinstance(dev, torch.device)
+    assert dev.type in ("cpu", "cuda")
+    assert "device:" in out
+    assert "torch" in out
+    assert "numpy" in out
+    assert "python" in out
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "0", True, 2**32])
@@ -90,3 +97,75 @@ def test_relative_results_folder_is_taken_from_the_repository_root(monkeypatch, 
     finally:
         path.unlink()
         path.parent.rmdir()  # leave no trace in the repository's build/
+
+
+def test_atomic_write_text_bytes_and_callable(tmp_path):
+    path = tmp_path / "sub" / "f.txt"
+    assert runtime.atomic_write(path, "one") == path
+    assert path.read_text() == "one"
+    runtime.atomic_write(path, b"two")
+    assert path.read_bytes() == b"two"
+    runtime.atomic_write(path, lambda p: p.write_text("three"))
+    assert path.read_text() == "three"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's 0600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["f.txt"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def broken(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        runtime.atomic_write(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("write", [None, 3, ["text"]])
+def test_atomic_write_rejects_what_it_cannot_write(tmp_path, write):
+    with pytest.raises(TypeError, match="write must be str, bytes or a callable"):
+        runtime.atomic_write(tmp_path / "f", write)
+
+
+def test_display_path_is_relative_inside_the_repository_only(tmp_path):
+    assert runtime.display_path(runtime.ROOT / "results" / "x.json") == "results/x.json"
+    assert runtime.display_path(tmp_path / "x.json") == str(tmp_path / "x.json")
+
+
+def test_save_results_names_the_real_folder(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORKBOOK_RESULTS", str(tmp_path / "elsewhere"))
+    path = runtime.save_results("hw0_demo", {"acc": 1.0}, {})
+    assert path == tmp_path / "elsewhere" / "hw0_demo.json"
+    assert capsys.readouterr().out.strip() == f"saved {path}"
+
+
+def _run(code: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=runtime.ROOT, env=env,
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_numpy_only_notebooks_do_not_load_torch(tmp_path):
+    out = _run("import sys\n"
+               "from helpers import checks, data, dp_mechanisms, fairness, runtime\n"
+               "print(runtime.setup(seed=0, verbose=False))\n"
+               "data.load_acs_income(); data.load_adult('test')\n"
+               f"runtime.save_results('x', {{'a': 1}}, {{}}, results_dir={str(tmp_path)!r})\n"
+               "print('torch' in sys.modules)\n")
+    assert out.splitlines() == ["cpu", f"saved {tmp_path / 'x.json'}", "False"]
+
+
+def test_torch_imported_after_setup_is_seeded_then():
+    out = _run("from helpers import runtime\n"
+               "runtime.setup(seed=7, verbose=False)\n"
+               "from helpers import models\n"
+               "import torch\n"
+               "a = torch.rand(3)\n"
+               "torch.manual_seed(7)\n"
+               "print(torch.equal(a, torch.rand(3)), torch.are_deterministic_algorithms_enabled())")
+    assert out.split() == ["True", "True"]
