@@ -39,13 +39,15 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from helpers import checks
 
 __all__ = [
     "DEFAULT_ORDERS",
     "advanced_composition_epsilon",
+    "audit_epsilon_lower_bound",
+    "audit_p_value",
     "compute_rdp",
     "epsilon",
     "gaussian_delta",
@@ -278,3 +280,49 @@ def advanced_composition_epsilon(noise_multiplier: float, sample_rate: float, st
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
     e, _ = subsampled_gaussian_step(noise_multiplier, q, delta / (2 * steps * q))
     return e * math.sqrt(2 * steps * math.log(2 / delta)) + steps * e * math.expm1(e)
+
+
+def audit_p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
+    """p-value of ``v`` or more correct membership guesses out of ``r`` (abstaining on the other
+    ``m - r`` canaries, each included independently with probability 1/2) if the training run
+    were (eps, delta)-DP (Steinke, Nasr, Jagielski 2023, "Privacy auditing with one (1) training
+    run", Thm. 3.1 / Appendix D):
+    :math:`P[\\mathrm{Bin}(r, p) \\ge v] + 2m\\delta \\max_{1\\le i\\le v}
+    P[v - i \\le \\mathrm{Bin}(r, p) < v] / i` with :math:`p = e^\\varepsilon/(1+e^\\varepsilon)`,
+    the accuracy of eps-DP randomised response."""
+    m = checks.integer(m, "m", low=1)
+    r = checks.integer(r, "r", low=0, high=m)
+    v = checks.integer(v, "v", low=0, high=r)
+    eps = checks.real(eps, "eps", low=0.0)
+    delta = checks.fraction(delta, "delta", open_high=True)
+    p = special.expit(eps)
+    tail = float(stats.binom.sf(v - 1, r, p))
+    if delta == 0 or v == 0:
+        return min(1.0, tail)
+    i = np.arange(1, v + 1)
+    below = stats.binom.cdf(v - 1, r, p) - stats.binom.cdf(v - i - 1, r, p)  # P[v-i <= B < v]
+    return min(1.0, tail + 2 * m * delta * float(np.max(below / i)))
+
+
+def audit_epsilon_lower_bound(m: int, r: int, v: int, delta: float,
+                              confidence: float = 0.95) -> float:
+    """The largest eps that the audit rejects at ``confidence``: with probability
+    ``confidence`` the run is NOT (eps, delta)-DP for any smaller eps (Steinke, Nasr,
+    Jagielski 2023). Bisection on :func:`audit_p_value`, which decreases in eps; 0 when even
+    eps = 0 is not rejected."""
+    confidence = checks.fraction(confidence, "confidence", open_low=True, open_high=True)
+    alpha = 1 - confidence
+    if audit_p_value(m, r, v, 0.0, delta) >= alpha:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while audit_p_value(m, r, v, hi, delta) < alpha:
+        lo, hi = hi, 2 * hi
+        if hi > 100:
+            return lo
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if audit_p_value(m, r, v, mid, delta) < alpha:
+            lo = mid
+        else:
+            hi = mid
+    return lo

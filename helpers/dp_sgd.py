@@ -1,0 +1,287 @@
+"""DP-SGD from scratch (Abadi et al. 2016): per-example gradients, clipping, Gaussian noise,
+Poisson sampling, the private training loop, and the membership-inference scores that test it.
+
+One step of DP-SGD on a dataset of N examples with sample rate q, clipping norm C and noise
+multiplier :math:`\\sigma`:
+
+1. *Poisson sampling*: each example joins the batch independently with probability q (the
+   batch size varies, Binomial(N, q); the accountant's amplification assumes exactly this).
+2. *Per-example gradients* :math:`g_i = \\nabla_\\theta \\ell(\\theta; x_i, y_i)`.
+3. *Clipping* over all parameters jointly: :math:`\\bar g_i = g_i \\min(1, C/\\|g_i\\|_2)`, so
+   adding or removing one example changes the sum by at most C (its L2 sensitivity).
+4. *Noise*: :math:`\\tilde g = \\frac{1}{qN}\\big(\\sum_i \\bar g_i + N(0, \\sigma^2 C^2 I)\\big)`
+   (divided by the expected batch size, as Opacus does for Poisson sampling).
+5. An optimiser step on :math:`\\tilde g`. Privacy: :func:`helpers.accounting.epsilon`.
+
+For a linear model :math:`z = W x + b` with loss :math:`\\ell(z)`, the per-example gradient is
+the outer product :math:`\\nabla_z \\ell \\, [x^\\top, 1]`, whose norm is
+:math:`\\|\\nabla_z \\ell\\|\\,\\sqrt{\\|x\\|^2 + 1}` and whose clipped sum is one matrix product:
+no per-example gradient is ever stored (the "ghost clipping" idea of Goodfellow 2015 and Li et
+al. 2022). :func:`train_private` uses it automatically for ``nn.Linear`` models.
+
+Batch normalisation mixes the examples of a batch (one example's gradient depends on the
+others), so per-example clipping no longer bounds the sensitivity: models with BatchNorm are
+refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers import accounting, checks
+
+__all__ = [
+    "TanhCNN",
+    "add_noise",
+    "clip_gradients",
+    "linear_clipped_sum",
+    "loss_scores",
+    "per_sample_gradients",
+    "poisson_sample",
+    "roc_summary",
+    "train_private",
+]
+
+
+class TanhCNN(nn.Module):
+    """The DP-SGD MNIST CNN of Papernot et al. 2021 / Tramer & Boneh 2021 with tempered sigmoid
+    (tanh) activations: Conv(1->16, 8x8, stride 2, pad 3) - tanh - MaxPool(2, 1) - Conv(16->32,
+    4x4, stride 2) - tanh - MaxPool(2, 1) - FC(512->32) - tanh - FC(32->10); 26,010 weights."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 8, stride=2, padding=3), nn.Tanh(), nn.MaxPool2d(2, 1),
+            nn.Conv2d(16, 32, 4, stride=2), nn.Tanh(), nn.MaxPool2d(2, 1),
+            nn.Flatten(), nn.Linear(32 * 4 * 4, 32), nn.Tanh(), nn.Linear(32, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _refuse_batch_norm(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(f"model contains batch normalisation ({name or 'the model'}: "
+                             f"{type(module).__name__}), which mixes the examples of a batch, so "
+                             "per-example clipping does not bound the sensitivity; use GroupNorm "
+                             "or LayerNorm instead")
+
+
+def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         loss_fn: Callable | None = None) -> dict[str, torch.Tensor]:
+    """One gradient per example: ``{name: tensor (N, *param.shape)}`` with
+    :math:`g_i = \\nabla_\\theta \\ell(f_\\theta(x_i), y_i)` for every trainable parameter,
+    computed with ``torch.func.vmap(grad(...))`` over the batch (each example as a batch of one,
+    so it equals a loop of single-example backward passes). ``loss_fn(logits, y)`` defaults to
+    cross-entropy. The model's parameters and mode are left as they were; no ``.grad`` is set.
+
+    Raises:
+        ValueError: the model has batch normalisation (it mixes examples).
+    """
+    checks.module(model)
+    _refuse_batch_norm(model)
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
+        raise TypeError("x must be a non-empty torch.Tensor with a batch dimension")
+    y = checks.torch_labels(y, "y", n=len(x), device=x.device)
+    loss_fn = loss_fn or F.cross_entropy
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def loss_one(p, xi, yi):
+        out = torch.func.functional_call(model, (p, buffers), (xi[None],))
+        return loss_fn(out, yi[None])
+
+    grads = torch.func.vmap(torch.func.grad(loss_one), in_dims=(None, 0, 0),
+                            randomness="different")(params, x, y)
+    return {k: g.detach() for k, g in grads.items()}
+
+
+def clip_gradients(grads: dict[str, torch.Tensor],
+                   max_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Clip each example's gradient over ALL parameters jointly to L2 norm at most ``max_norm``:
+    :math:`\\bar g_i = g_i \\min(1, C / \\|g_i\\|_2)` (Abadi et al. 2016). Returns the clipped
+    per-example gradients and the norms before clipping, shape (N,)."""
+    if not isinstance(grads, dict) or not grads:
+        raise TypeError("grads must be a non-empty dict name -> tensor (N, ...)")
+    max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    n = next(iter(grads.values())).shape[0]
+    if any(g.shape[0] != n for g in grads.values()):
+        raise ValueError("grads must all have the same first (example) dimension")
+    norms = torch.sqrt(sum(g.reshape(n, -1).pow(2).sum(1) for g in grads.values()))
+    factor = (max_norm / (norms + 1e-12)).clamp(max=1.0)
+    clipped = {k: g * factor.view(-1, *([1] * (g.ndim - 1))) for k, g in grads.items()}
+    return clipped, norms
+
+
+def add_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_norm: float,
+              seed=None) -> dict[str, torch.Tensor]:
+    """The Gaussian mechanism on the clipped sum: each coordinate plus
+    :math:`N(0, \\sigma^2 C^2)` (Abadi et al. 2016); ``seed`` None | int | torch.Generator."""
+    sigma = checks.real(noise_multiplier, "noise_multiplier", low=0.0)
+    max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    gen = checks.torch_generator(seed)
+    out = {}
+    for k, s in summed.items():
+        noise = torch.randn(s.shape, generator=gen, dtype=s.dtype) if gen is not None else \
+            torch.randn(s.shape, dtype=s.dtype)
+        out[k] = s + sigma * max_norm * noise.to(s.device)
+    return out
+
+
+def poisson_sample(n: int, sample_rate: float, seed=None) -> torch.Tensor:
+    """Indices of a Poisson sample of ``range(n)``: each index kept independently with
+    probability ``sample_rate`` (the batch size is Binomial(n, q)); int64 tensor, sorted."""
+    n = checks.integer(n, "n", low=1)
+    q = checks.fraction(sample_rate, "sample_rate", open_low=True)
+    gen = checks.torch_generator(seed)
+    u = torch.rand(n, generator=gen)
+    return torch.nonzero(u < q).flatten()
+
+
+def linear_clipped_sum(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor, max_norm: float,
+                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Sum of the per-example clipped cross-entropy gradients of a linear layer without
+    materialising them: with :math:`\\delta_i = \\mathrm{softmax}(W x_i + b) - e_{y_i}`,
+    :math:`g_i = [\\delta_i x_i^\\top, \\delta_i]`,
+    :math:`\\|g_i\\| = \\|\\delta_i\\|\\sqrt{\\|x_i\\|^2+1}` and
+    :math:`\\sum_i c_i g_i = [(c \\odot \\delta)^\\top X, \\sum_i c_i\\delta_i]`
+    (Goodfellow 2015; Li et al. 2022). Returns ``({"weight", "bias"}, norms)``."""
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
+    max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    with torch.no_grad():
+        logits = F.linear(x, layer.weight, layer.bias)
+        delta = torch.softmax(logits, dim=1)
+        delta[torch.arange(len(y)), y] -= 1.0
+        sq = x.pow(2).sum(1) + (1.0 if layer.bias is not None else 0.0)
+        norms = delta.norm(dim=1) * sq.sqrt()
+        scaled = delta * (max_norm / (norms + 1e-12)).clamp(max=1.0)[:, None]
+        out = {"weight": scaled.T @ x}
+        if layer.bias is not None:
+            out["bias"] = scaled.sum(0)
+    return out, norms
+
+
+def _clipped_sum(model, x, y, max_norm):
+    if isinstance(model, nn.Linear) and x.ndim == 2:
+        return linear_clipped_sum(model, x, y, max_norm)
+    clipped, norms = clip_gradients(per_sample_gradients(model, x, y), max_norm)
+    return {k: g.sum(0) for k, g in clipped.items()}, norms
+
+
+@torch.no_grad()
+def _accuracy(model, x, y, batch_size=4096):
+    was = model.training
+    model.eval()
+    correct = sum((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+                  for i in range(0, len(x), batch_size))
+    model.train(was)
+    return correct / len(x)
+
+
+def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                  noise_multiplier: float, max_norm: float, sample_rate: float, epochs: int,
+                  lr: float, momentum: float = 0.9, delta: float = 1e-5, seed=None,
+                  eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  desc: str | None = None) -> list[dict]:
+    """Train ``model`` in place with DP-SGD (Abadi et al. 2016): ``epochs * round(1/q)`` steps
+    of Poisson sampling (rate ``sample_rate``), per-example clipping to ``max_norm``, Gaussian
+    noise of std ``noise_multiplier * max_norm`` on the sum, division by the expected batch
+    size ``qN``, and SGD with ``momentum`` (post-processing: no privacy cost). ``nn.Linear``
+    models on 2-D inputs use :func:`linear_clipped_sum`; other models
+    :func:`per_sample_gradients`. ``noise_multiplier=0`` trains with clipping but no noise
+    (epsilon reported as infinity).
+
+    Returns one dict per epoch: ``epoch``, ``steps``, ``epsilon`` (the RDP accountant at
+    ``delta``, tight conversion), ``mean_batch`` and, with ``eval_data``, ``accuracy``.
+    Neighbouring relation: add/remove one example of ``(x, y)``. The model ends in eval mode.
+    """
+    checks.module(model)
+    _refuse_batch_norm(model)
+    y = checks.torch_labels(y, "y", n=len(x), device=x.device)
+    sigma = checks.real(noise_multiplier, "noise_multiplier", low=0.0)
+    max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    q = checks.fraction(sample_rate, "sample_rate", open_low=True)
+    epochs = checks.integer(epochs, "epochs", low=1)
+    lr = checks.real(lr, "lr", low=0.0, low_open=True)
+    momentum = checks.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
+    gen = checks.torch_generator(seed)
+    if gen is None:
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    n = len(x)
+    steps_per_epoch = max(1, round(1 / q))
+    params = dict(model.named_parameters())
+    opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum)
+    history, total_steps = [], 0
+    model.train()
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc or "DP-SGD", leave=False)
+    for epoch in range(1, epochs + 1):
+        sizes = []
+        for _ in range(steps_per_epoch):
+            idx = poisson_sample(n, q, gen).to(x.device)
+            sizes.append(len(idx))
+            if len(idx):
+                summed, _ = _clipped_sum(model, x[idx], y[idx], max_norm)
+            else:
+                summed = {k: torch.zeros_like(p) for k, p in params.items()}
+            noisy = add_noise(summed, sigma, max_norm, gen)
+            for k, p in params.items():
+                p.grad = noisy[k] / (q * n)
+            opt.step()
+            total_steps += 1
+            bar.update()
+        eps = (accounting.epsilon(sigma, q, total_steps, delta) if sigma > 0 else math.inf)
+        record = {"epoch": epoch, "steps": total_steps, "epsilon": eps,
+                  "mean_batch": float(np.mean(sizes))}
+        if eval_data is not None:
+            record["accuracy"] = _accuracy(model, *eval_data)
+        history.append(record)
+    bar.close()
+    for p in params.values():
+        p.grad = None
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def loss_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int = 4096) -> np.ndarray:
+    """Membership scores of the loss-threshold attack (Yeom et al. 2018): the negative
+    cross-entropy :math:`-\\ell(f(x_i), y_i)` per example (higher = more likely a member)."""
+    checks.module(model)
+    y = checks.torch_labels(y, "y", n=len(x), device=x.device)
+    was = model.training
+    model.eval()
+    out = torch.cat([-F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size],
+                                      reduction="none") for i in range(0, len(x), batch_size)])
+    model.train(was)
+    return out.cpu().numpy().astype(np.float64)
+
+
+def roc_summary(scores_in, scores_out, fpr_at: float = 0.01) -> dict:
+    """ROC of a membership attack that calls "member" when the score exceeds a threshold:
+    AUC (probability a random member outscores a random non-member, ties half: the
+    Mann-Whitney statistic), TPR at FPR ``fpr_at`` (largest TPR whose FPR <= ``fpr_at``) and
+    the curve (``fpr``, ``tpr`` arrays) for plotting (Carlini et al. 2022 ask for log axes)."""
+    s_in = checks.array(scores_in, "scores_in", ndim=1, finite=False)
+    s_out = checks.array(scores_out, "scores_out", ndim=1, finite=False)
+    fpr_at = checks.fraction(fpr_at, "fpr_at")
+    scores = np.concatenate([s_in, s_out])
+    labels = np.concatenate([np.ones(len(s_in)), np.zeros(len(s_out))])
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    distinct = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    tpr = np.r_[0.0, np.cumsum(labels)[distinct] / len(s_in)]
+    fpr = np.r_[0.0, np.cumsum(1 - labels)[distinct] / len(s_out)]
+    auc = float(np.trapezoid(tpr, fpr))
+    tpr_low = float(tpr[fpr <= fpr_at + 1e-12].max())
+    return {"auc": auc, "tpr_at_fpr": tpr_low, "fpr": fpr, "tpr": tpr}
