@@ -1,28 +1,33 @@
 """Differential privacy mechanisms for numeric queries: Laplace, bounded sums and means,
-counting queries, sequential composition.
+counting queries and histograms, the (1 - alpha) error bound, sequential and advanced composition.
 
 Definitions (Dwork, McSherry, Nissim, Smith 2006; Dwork & Roth 2014, ch. 2-3)
 -----------------------------------------------------------------------------
 A randomised mechanism :math:`M` is :math:`\\varepsilon`-differentially private when, for every
-pair of neighbouring datasets :math:`D \\sim D'` (they differ in one person's record) and every
-set of outputs :math:`S`,
+pair of neighbouring datasets :math:`D \\sim D'` and every set of outputs :math:`S`,
 
 .. math:: \\Pr[M(D) \\in S] \\le e^{\\varepsilon} \\Pr[M(D') \\in S].
 
 The global (L1) sensitivity of a query :math:`f` is
-:math:`\\Delta f = \\max_{D \\sim D'} |f(D) - f(D')|`. The Laplace mechanism releases
+:math:`\\Delta f = \\max_{D \\sim D'} \\lVert f(D) - f(D')\\rVert_1`. The Laplace mechanism releases
 :math:`f(D) + Z` with :math:`Z \\sim \\mathrm{Laplace}(0, b)`, :math:`b = \\Delta f / \\varepsilon`;
-the ratio of output densities is
-:math:`\\exp(-|y - f(D)|/b) / \\exp(-|y - f(D')|/b) \\le \\exp(|f(D) - f(D')|/b) \\le e^{\\varepsilon}`.
+the ratio of output densities is :math:`\\exp(-|y - f(D)|/b) / \\exp(-|y - f(D')|/b)
+\\le \\exp(|f(D) - f(D')|/b) \\le e^{\\varepsilon}`.
 
-Neighbouring relations used here
---------------------------------
-* ``noisy_sum``, ``noisy_count`` and ``noisy_mean_unknown_n``: *add/remove one person*
-  (unbounded DP). A clipped sum over values in ``[lower, upper]`` then has sensitivity
-  ``max(|lower|, |upper|)``; a count has sensitivity 1.
-* ``noisy_mean`` with a public ``n``: *replace one person* (bounded DP, n is fixed and public);
-  the mean of values in ``[lower, upper]`` then has sensitivity ``(upper - lower) / n``.
-For the usual clip range ``[0, B]`` both give a sum sensitivity of ``B``.
+Neighbouring relations
+----------------------
+Every sensitivity depends on what "neighbouring" means; a notebook states one relation and uses
+it for every release.
+
+* *add/remove one person* (unbounded DP): :math:`D'` is :math:`D` with one record added or
+  removed, so the number of people :math:`n` is itself private. A sum clipped to
+  ``[lower, upper]`` has sensitivity ``max(|lower|, |upper|)`` (:func:`sum_sensitivity`), a count
+  has sensitivity 1, and a histogram over disjoint bins has L1 sensitivity 1. ``noisy_sum``,
+  ``noisy_count``, ``noisy_mean_unknown_n`` and ``dp_clip_bound`` use this relation.
+* *replace one person* (bounded DP, ``n`` fixed and public): a clipped sum has sensitivity
+  ``upper - lower``, the mean ``(upper - lower) / n``, a count 1 and a histogram 2 (one bin loses
+  the person, another gains them). Only ``noisy_mean`` (public ``n``) uses this relation; under
+  add/remove dividing by the true ``n`` is not private, because it publishes ``n``.
 
 Missing values
 --------------
@@ -34,46 +39,51 @@ query on the data and needs its own privacy budget.
 
 Floating point and randomness (Mironov 2012)
 --------------------------------------------
-Every sampler takes a ``numpy.random.Generator`` so that notebooks and tests are reproducible.
-This is a teaching implementation, **not** a production mechanism: numpy's generator is not
-cryptographically secure (an adversary who learns its state can subtract the noise), and the
-textbook floating-point Laplace sampler (``f(D) - b * sign(U) * log(1 - 2|U|)`` with
-``U`` uniform, computed in doubles) leaks: Mironov (2012), "On
-significance of the least significant bits for differential privacy" (ACM CCS), showed that the
-set of doubles the noisy output can take depends on ``f(D)``, so some outputs are possible under
-``D`` and impossible under ``D'`` and the privacy guarantee fails completely. Fixes: Mironov's
-*snapping mechanism* (clamp, then round the output to a power-of-two grid larger than the scale)
-or an integer-valued *discrete Laplace / geometric* mechanism sampled exactly (Ghosh, Roughgarden,
+Every sampler takes one randomness argument ``seed`` (``None``, an ``int`` or a
+``numpy.random.Generator``; see :func:`helpers.checks.numpy_rng`), so notebooks and tests are
+reproducible. This is a teaching implementation, **not** a production mechanism: numpy's
+generator is not cryptographically secure (an adversary who learns its state can subtract the
+noise), and the textbook floating-point Laplace sampler leaks: Mironov (2012), "On significance of
+the least significant bits for differential privacy" (ACM CCS), showed that the set of doubles
+the noisy output can take depends on ``f(D)``, so some outputs are possible under ``D`` and
+impossible under ``D'`` and the privacy guarantee fails completely. Fixes: Mironov's *snapping
+mechanism* (clamp, then round the output to a power-of-two grid larger than the scale) or an
+integer-valued *discrete Laplace / geometric* mechanism sampled exactly (Ghosh, Roughgarden,
 Sundararajan 2009; Canonne, Kamath, Steinke 2020), driven by a cryptographically secure RNG.
+
+This module needs NumPy, pandas and :mod:`helpers.checks` only; it never imports torch.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from helpers import checks
+
 __all__ = [
     "BudgetExceededError",
     "DPRelease",
     "PrivacyBudget",
+    "advanced_composition",
     "clipped_sum",
     "clipping_tradeoff",
     "count_above",
     "dp_clip_bound",
     "empirical_log_ratio",
     "exceed_table",
+    "laplace_error_bound",
     "laplace_mechanism",
     "laplace_scale",
     "monte_carlo_exceeds",
+    "noise_table",
     "noisy_count",
     "noisy_mean",
     "noisy_mean_unknown_n",
-    "noise_table",
     "noisy_sum",
     "optimal_split",
     "prob_noisy_count_exceeds",
@@ -84,69 +94,27 @@ __all__ = [
 MissingPolicy = Literal["raise", "drop"]
 
 
-# --------------------------------------------------------------------------- input checks
-def _check_real(x: Any, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
+def _epsilon(value: Any, name: str = "epsilon") -> float:
+    """A privacy loss: a finite real number > 0 (checks.real with an open lower bound)."""
+    return checks.real(value, name, low=0.0, low_open=True)
 
 
-def _check_epsilon(epsilon: Any, name: str = "epsilon") -> float:
-    eps = _check_real(epsilon, name)
-    if eps <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {eps}")
-    return eps
+def _size(size: Any) -> int | None:
+    """Number of Monte Carlo draws: None (one release) or an integer >= 1."""
+    return None if size is None else checks.integer(size, "size", low=1)
 
 
-def _check_sensitivity(sensitivity: Any) -> float:
-    s = _check_real(sensitivity, "sensitivity")
-    if s < 0:
-        raise ValueError(f"sensitivity must be a finite number >= 0, got {s}")
-    return s
+def _bounds(lower: Any, upper: Any) -> tuple[float, float]:
+    """Clip range: two finite numbers with ``lower <= upper``."""
+    lo = checks.real(lower, "lower")
+    return lo, checks.real(upper, "upper", low=lo)
 
 
-def _check_bounds(lower: Any, upper: Any) -> tuple[float, float]:
-    lo = _check_real(lower, "lower")
-    hi = _check_real(upper, "upper")
-    if lo > hi:
-        raise ValueError(f"lower must be <= upper, got lower={lo}, upper={hi}")
-    return lo, hi
-
-
-def _check_rng(rng: Any) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            "rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(0)), "
-            f"got {type(rng).__name__}"
-        )
-    return rng
-
-
-def _check_size(size: Any) -> int | None:
-    if size is None:
-        return None
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        raise ValueError(f"size must be None or an integer >= 1, got {size!r}")
-    return int(size)
-
-
-def _as_float_array(values: Any, name: str = "values") -> np.ndarray:
-    if isinstance(values, str | bytes):
-        raise TypeError(f"{name} must be numeric array-like, got {type(values).__name__}")
-    if isinstance(values, pd.Series | pd.Index):
-        values = values.to_numpy(dtype=float, na_value=np.nan)
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be numeric array-like: {exc}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if np.isinf(arr).any():
-        raise ValueError(f"{name} must not contain infinite values")
-    return arr
+def _reals(value: Any, name: str) -> np.ndarray:
+    """A finite real number or array-like of them, as a float ndarray (0-d for a scalar)."""
+    if np.ndim(value) == 0 and not isinstance(value, str | bytes):
+        return np.asarray(checks.real(value, name))
+    return checks.array(value, name, dtype="float")
 
 
 def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.ndarray, int]:
@@ -155,13 +123,20 @@ def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.nda
     Returns ``(present_values, n_missing)``. With ``missing="raise"`` any missing value raises a
     ``ValueError`` naming ``values``; with ``missing="drop"`` they are excluded and counted. Missing
     values are never replaced by zeros: a zero income is a real answer, a missing one is not.
-    Empty data (or nothing left after dropping) raises ``ValueError``.
+    ``values`` is a 1-D array-like of real numbers (list, ndarray, pandas Series, nullable
+    ``Float64`` with ``pd.NA`` included); infinity is refused; empty data (or nothing left after
+    dropping) raises ``ValueError``.
     """
-    if missing not in ("raise", "drop"):
-        raise ValueError(f"missing must be 'raise' or 'drop', got {missing!r}")
-    arr = _as_float_array(values)
-    if arr.size == 0:
-        raise ValueError("values must not be empty")
+    checks.choice(missing, "missing", ("raise", "drop"))
+    if isinstance(values, pd.Series | pd.Index):
+        try:
+            values = values.to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"values must hold real numbers: {exc}") from None
+    arr = checks.array(values, "values", ndim=1, dtype="any", allow_empty=True)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"values must hold real numbers (NaN for missing), got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     nan = np.isnan(arr)
     n_missing = int(nan.sum())
     if n_missing and missing == "raise":
@@ -169,10 +144,9 @@ def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.nda
             f"values contains {n_missing} missing (NaN) entries; pass missing='drop' to exclude "
             "them explicitly (they are never treated as zeros)"
         )
-    present = arr[~nan]
-    if present.size == 0:
+    if arr.size and n_missing == arr.size:
         raise ValueError("values must contain at least one non-missing entry")
-    return present, n_missing
+    return checks.array(arr[~nan], "values", ndim=1), n_missing
 
 
 # --------------------------------------------------------------------------- Laplace
@@ -184,49 +158,55 @@ def laplace_scale(sensitivity: float, epsilon: float) -> float:
     (Dwork, McSherry, Nissim, Smith 2006; Dwork & Roth 2014, Def. 3.3).
     ``sensitivity`` must be finite and >= 0, ``epsilon`` finite and > 0.
     """
-    return _check_sensitivity(sensitivity) / _check_epsilon(epsilon)
+    return checks.real(sensitivity, "sensitivity", low=0.0) / _epsilon(epsilon)
+
+
+def laplace_error_bound(scale: float, alpha: float = 0.05) -> float:
+    """Half-width :math:`t = b \\ln(1/\\alpha)` of the (1 - alpha) error bound of one Laplace
+    release: :math:`\\Pr[|Z| > t] = e^{-t/b} = \\alpha` for :math:`Z \\sim \\mathrm{Laplace}(0, b)`
+    (Dwork & Roth 2014, Thm 3.8). ``scale`` >= 0, ``alpha`` in (0, 1).
+
+    The bound is computed from public quantities (b and alpha), so printing it beside a release
+    costs no privacy. It covers the noise only, not the bias of clipping.
+    """
+    b = checks.real(scale, "scale", low=0.0)
+    a = checks.fraction(alpha, "alpha", open_low=True, open_high=True)
+    return b * math.log(1.0 / a)
 
 
 def laplace_mechanism(
     value: Any,
     sensitivity: float,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     size: int | None = None,
 ) -> float | np.ndarray:
     """The Laplace mechanism: release :math:`f(D) + Z`, :math:`Z \\sim \\mathrm{Laplace}(0,
     \\Delta f/\\varepsilon)`, which is :math:`\\varepsilon`-DP when ``sensitivity`` is the true
     global L1 sensitivity of the query (Dwork et al. 2006, Prop. 1; Dwork & Roth 2014, Thm 3.6).
 
-    ``value`` is a scalar or an array of true answers (one independent noise draw per entry; for
-    a vector query the sensitivity must be the L1 sensitivity of the whole vector). ``size``
+    ``value`` is a scalar or an array-like of true answers (one independent noise draw per entry;
+    for a vector query the sensitivity must be the L1 sensitivity of the whole vector). ``size``
     (scalar ``value`` only) draws that many independent noisy answers at once, for Monte Carlo.
+    ``seed``: None, an int or a ``numpy.random.Generator`` (:func:`helpers.checks.numpy_rng`).
     Returns a float for a scalar without ``size``, else an ndarray.
 
     Not for production: see the module docstring (Mironov 2012) for why a real deployment needs
     a cryptographically secure, floating-point-safe sampler (snapping or discrete Laplace).
     """
     b = laplace_scale(sensitivity, epsilon)
-    rng = _check_rng(rng)
-    size = _check_size(size)
-    scalar = np.ndim(value) == 0
-    if scalar:
-        v = _check_real(value, "value") if not isinstance(value, np.ndarray) else float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"value must be finite, got {v}")
+    size = _size(size)
+    if np.ndim(value) == 0 and not isinstance(value, str | bytes):
+        v = checks.real(value, "value")
+        rng = checks.numpy_rng(seed)
         if size is None:
             return v + float(rng.laplace(0.0, b)) if b > 0 else v
-        noise = rng.laplace(0.0, b, size=size) if b > 0 else np.zeros(size)
-        return v + noise
+        return v + (rng.laplace(0.0, b, size=size) if b > 0 else np.zeros(size))
+    arr = checks.array(value, "value", dtype="float")
     if size is not None:
-        raise ValueError(
-            "size is only allowed with a scalar value; pass an array of answers instead"
-        )
-    arr = np.asarray(value, dtype=float)
-    if not np.isfinite(arr).all():
-        raise ValueError("value must contain only finite numbers (no NaN or inf)")
-    noise = rng.laplace(0.0, b, size=arr.shape) if b > 0 else np.zeros(arr.shape)
-    return arr + noise
+        raise ValueError("size is only allowed with a scalar value; pass an array of answers")
+    rng = checks.numpy_rng(seed)
+    return arr + (rng.laplace(0.0, b, size=arr.shape) if b > 0 else np.zeros(arr.shape))
 
 
 # --------------------------------------------------------------------------- bounded queries
@@ -256,14 +236,15 @@ def clipped_sum(values: Any, lower: float, upper: float, missing: MissingPolicy 
     :math:`\\max(|L|, |U|)` whatever the data (Dwork & Roth 2014, sec. 3.3). Summed with
     ``math.fsum`` (exact rounding). Missing values: see :func:`split_missing`.
     """
-    lo, hi = _check_bounds(lower, upper)
+    lo, hi = _bounds(lower, upper)
     present, _ = split_missing(values, missing)
     return math.fsum(np.clip(present, lo, hi).tolist())
 
 
 def sum_sensitivity(lower: float, upper: float) -> float:
-    """Add/remove sensitivity of a sum clipped to ``[lower, upper]``: :math:`\\max(|L|, |U|)`."""
-    lo, hi = _check_bounds(lower, upper)
+    """Add/remove sensitivity of a sum clipped to ``[lower, upper]``: :math:`\\max(|L|, |U|)`
+    (adding a person adds one clipped value; under replace-one it would be :math:`U - L`)."""
+    lo, hi = _bounds(lower, upper)
     return max(abs(lo), abs(hi))
 
 
@@ -272,20 +253,21 @@ def noisy_sum(
     lower: float,
     upper: float,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     *,
     missing: MissingPolicy = "raise",
     size: int | None = None,
 ) -> DPRelease:
     """:math:`\\varepsilon`-DP sum: :math:`\\sum_i \\mathrm{clip}(x_i, L, U) + \\mathrm{Laplace}
-    (\\max(|L|,|U|)/\\varepsilon)` under add/remove-one-person neighbours.
+    (\\max(|L|,|U|)/\\varepsilon)` under add/remove-one-person neighbours (Dwork & Roth 2014,
+    sec. 3.3).
 
     ``size`` returns that many independent noisy answers (Monte Carlo of the mechanism; each
     draw alone is one epsilon-DP release, releasing all of them would cost ``size * epsilon``).
     """
-    eps = _check_epsilon(epsilon)
-    lo, hi = _check_bounds(lower, upper)
-    rng = _check_rng(rng)
+    eps = _epsilon(epsilon)
+    lo, hi = _bounds(lower, upper)
+    rng = checks.numpy_rng(seed)
     present, n_missing = split_missing(values, missing)
     true = math.fsum(np.clip(present, lo, hi).tolist())
     sens = max(abs(lo), abs(hi))
@@ -296,7 +278,7 @@ def noisy_sum(
 def noisy_count(
     values: Any,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     *,
     missing: MissingPolicy = "raise",
     size: int | None = None,
@@ -304,11 +286,13 @@ def noisy_count(
     """:math:`\\varepsilon`-DP count of the (non-missing) records: :math:`n + \\mathrm{Laplace}
     (1/\\varepsilon)`; a count has sensitivity 1 under add/remove (Dwork & Roth 2014, ex. 3.1).
 
-    For a predicate count ("income above t") pass a boolean array and use :func:`count_above`
-    for the true value, or call :func:`laplace_mechanism` with sensitivity 1.
+    With ``missing="drop"`` it counts the people with a value (a person with a missing value
+    counts 0, one with a value counts 1: still sensitivity 1). For a predicate count ("income
+    above t") use :func:`count_above` for the true value and :func:`laplace_mechanism` with
+    sensitivity 1.
     """
-    eps = _check_epsilon(epsilon)
-    rng = _check_rng(rng)
+    eps = _epsilon(epsilon)
+    rng = checks.numpy_rng(seed)
     present, n_missing = split_missing(values, missing)
     out = laplace_mechanism(float(present.size), 1.0, eps, rng, size=size)
     return DPRelease(out, eps, 1.0, 1.0 / eps, n_missing)
@@ -318,7 +302,7 @@ def count_above(values: Any, threshold: float, missing: MissingPolicy = "raise")
     """Exact (non-private) count :math:`|\\{i : x_i > t\\}|` of non-missing values above
     ``threshold``; sensitivity 1. A missing value is neither above nor below: it is excluded
     (``missing="drop"``) or refused (``"raise"``), never counted as 0."""
-    t = _check_real(threshold, "threshold")
+    t = checks.real(threshold, "threshold")
     present, _ = split_missing(values, missing)
     return int((present > t).sum())
 
@@ -328,27 +312,26 @@ def noisy_mean(
     lower: float,
     upper: float,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     *,
     n: int,
     missing: MissingPolicy = "raise",
     size: int | None = None,
 ) -> DPRelease:
-    """:math:`\\varepsilon`-DP mean with a **public** number of people ``n``:
+    """:math:`\\varepsilon`-DP mean under **replace-one** neighbours with a public ``n``:
     :math:`\\frac{1}{n}\\sum_i \\mathrm{clip}(x_i, L, U) + \\mathrm{Laplace}\\big(\\frac{U-L}{n
     \\varepsilon}\\big)`.
 
     With n public the neighbours are "replace one person" (bounded DP), so one person moves the
-    clipped sum by at most :math:`U - L` and the mean by :math:`(U - L)/n`. ``n`` must equal
-    the number of non-missing values actually averaged (a mismatch would make the sensitivity
-    wrong, so it raises). Post-processing of a noisy sum with public n gives the same mechanism:
-    ``noisy_sum / n`` costs no extra privacy (Dwork & Roth 2014, Prop. 2.1).
+    clipped sum by at most :math:`U - L` and the mean by :math:`(U - L)/n` (Dwork & Roth 2014,
+    sec. 2.3 and 3.3). Under add/remove neighbours this release is **not** private (it reveals
+    n); use :func:`noisy_mean_unknown_n` there. ``n`` must equal the number of non-missing values
+    averaged (a mismatch would make the sensitivity wrong, so it raises).
     """
-    eps = _check_epsilon(epsilon)
-    lo, hi = _check_bounds(lower, upper)
-    rng = _check_rng(rng)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1 (the public number of people), got {n!r}")
+    eps = _epsilon(epsilon)
+    lo, hi = _bounds(lower, upper)
+    rng = checks.numpy_rng(seed)
+    n = checks.integer(n, "n", low=1)
     present, n_missing = split_missing(values, missing)
     if present.size != n:
         raise ValueError(
@@ -366,25 +349,26 @@ def noisy_mean_unknown_n(
     upper: float,
     epsilon_count: float,
     epsilon_sum: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     *,
     missing: MissingPolicy = "raise",
     size: int | None = None,
 ) -> DPRelease:
-    """:math:`(\\varepsilon_c + \\varepsilon_s)`-DP mean when ``n`` is private:
+    """:math:`(\\varepsilon_c + \\varepsilon_s)`-DP mean under add/remove neighbours (n private):
     :math:`\\hat\\mu = \\mathrm{clip}\\big(\\tilde S / \\max(\\tilde n, 1), L, U\\big)` with
     :math:`\\tilde S = \\sum_i \\mathrm{clip}(x_i,L,U) + \\mathrm{Laplace}(\\max(|L|,|U|)/
     \\varepsilon_s)` and :math:`\\tilde n = n + \\mathrm{Laplace}(1/\\varepsilon_c)`.
 
-    Two Laplace releases under add/remove neighbours; by sequential composition the total loss
-    is :math:`\\varepsilon_c + \\varepsilon_s` (Dwork et al. 2006; Dwork & Roth 2014, Thm 3.14).
+    Two Laplace releases; by sequential composition the total loss is
+    :math:`\\varepsilon_c + \\varepsilon_s` (Dwork et al. 2006; Dwork & Roth 2014, Thm 3.14).
     The division, the floor of 1 on the count and the final clip are post-processing (free).
-    The estimator is biased for small n; ``details`` holds the noisy count and sum.
+    The estimator is biased for small n; ``details`` holds the noisy count and sum (each a
+    release), the noise draws coming from one generator so they are independent.
     """
-    eps_c = _check_epsilon(epsilon_count, "epsilon_count")
-    eps_s = _check_epsilon(epsilon_sum, "epsilon_sum")
-    lo, hi = _check_bounds(lower, upper)
-    rng = _check_rng(rng)
+    eps_c = _epsilon(epsilon_count, "epsilon_count")
+    eps_s = _epsilon(epsilon_sum, "epsilon_sum")
+    lo, hi = _bounds(lower, upper)
+    rng = checks.numpy_rng(seed)
     present, n_missing = split_missing(values, missing)
     true_sum = math.fsum(np.clip(present, lo, hi).tolist())
     sens = max(abs(lo), abs(hi))
@@ -392,21 +376,9 @@ def noisy_mean_unknown_n(
     n_noisy = laplace_mechanism(float(present.size), 1.0, eps_c, rng, size=size)
     mean = np.clip(np.asarray(s_noisy) / np.maximum(np.asarray(n_noisy), 1.0), lo, hi)
     value = float(mean) if size is None else mean
-    return DPRelease(
-        value,
-        eps_c + eps_s,
-        sens,
-        sens / eps_s,
-        n_missing,
-        {
-            "lower": lo,
-            "upper": hi,
-            "epsilon_count": eps_c,
-            "epsilon_sum": eps_s,
-            "noisy_sum": s_noisy,
-            "noisy_count": n_noisy,
-        },
-    )
+    details = {"lower": lo, "upper": hi, "epsilon_count": eps_c, "epsilon_sum": eps_s,
+               "noisy_sum": s_noisy, "noisy_count": n_noisy}
+    return DPRelease(value, eps_c + eps_s, sens, sens / eps_s, n_missing, details)
 
 
 # --------------------------------------------------------------------------- counting queries
@@ -427,27 +399,24 @@ def prob_noisy_count_exceeds(
     Limits: 1/2 at :math:`t = c`; :math:`\\to 1/2` as :math:`\\varepsilon \\to 0`; :math:`\\to 1`
     (resp. 0) when the threshold is far below (above) the count. Symmetry:
     :math:`P(c, t) + P(t, c) = 1`. With ``sensitivity=0`` (no noise) it is 1 if c > t else 0.
-    ``true_count``, ``threshold``, ``epsilon`` broadcast (numpy); scalars give a float.
+    ``true_count``, ``threshold``, ``epsilon`` are numbers or array-likes that broadcast (numpy);
+    scalars give a float.
     """
-    sens = _check_sensitivity(sensitivity)
-    c = np.asarray(true_count, dtype=float)
-    t = np.asarray(threshold, dtype=float)
-    eps = np.asarray(epsilon, dtype=float)
-    for name, a in (("true_count", c), ("threshold", t)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} must be finite (no NaN or inf)")
-    if not (np.isfinite(eps).all() and (eps > 0).all()):
-        raise ValueError("epsilon must be finite and > 0 (every entry)")
-    c, t, eps = np.broadcast_arrays(c, t, eps)
+    sens = checks.real(sensitivity, "sensitivity", low=0.0)
+    c = _reals(true_count, "true_count")
+    t = _reals(threshold, "threshold")
+    eps = _reals(epsilon, "epsilon")
+    if (eps <= 0).any():
+        raise ValueError(f"epsilon must hold numbers > 0, got minimum {eps.min():g}")
+    try:
+        c, t, eps = np.broadcast_arrays(c, t, eps)
+    except ValueError as exc:
+        raise ValueError(f"true_count, threshold and epsilon must broadcast: {exc}") from None
     d = t - c
     if sens == 0:
         p = (d < 0).astype(float)
     else:
-        b = sens / eps
-        with np.errstate(over="ignore"):
-            # each branch only evaluates exp of a non-positive number: no overflow.
-            z = -np.abs(d) / b
-            half_tail = 0.5 * np.exp(z)
+        half_tail = 0.5 * np.exp(-np.abs(d) * eps / sens)  # exp of a number <= 0: no overflow
         p = np.where(d >= 0, half_tail, 1.0 - half_tail)
     return float(p) if p.ndim == 0 else p
 
@@ -456,27 +425,27 @@ def monte_carlo_exceeds(
     true_count: float,
     threshold: float,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     n_draws: int = 1_000_000,
     sensitivity: float = 1.0,
     chunk: int = 1_000_000,
 ) -> tuple[float, float]:
     """Monte Carlo estimate of :math:`\\Pr[c + Z > t]` from ``n_draws`` Laplace draws.
 
-    Returns ``(p_hat, standard_error)`` with :math:`\\mathrm{se} = \\sqrt{\\hat p(1-\\hat p)/N}`.
-    Draws are made in chunks of at most ``chunk`` to bound memory.
+    Returns ``(p_hat, standard_error)`` with the plug-in
+    :math:`\\mathrm{se} = \\sqrt{\\hat p(1-\\hat p)/N}`. Draws are made in chunks of at most
+    ``chunk`` to bound memory.
     """
-    c = _check_real(true_count, "true_count")
-    t = _check_real(threshold, "threshold")
+    c = checks.real(true_count, "true_count")
+    t = checks.real(threshold, "threshold")
     b = laplace_scale(sensitivity, epsilon)
-    rng = _check_rng(rng)
-    for name, v in (("n_draws", n_draws), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    rng = checks.numpy_rng(seed)
+    n_draws = checks.integer(n_draws, "n_draws", low=1)
+    chunk = checks.integer(chunk, "chunk", low=1)
     hits = 0
-    left = int(n_draws)
+    left = n_draws
     while left:
-        m = min(left, int(chunk))
+        m = min(left, chunk)
         z = rng.laplace(0.0, b, size=m) if b > 0 else np.zeros(m)
         hits += int(np.count_nonzero(c + z > t))
         left -= m
@@ -497,29 +466,22 @@ def clipping_tradeoff(
     Columns: ``B``; ``bias`` :math:`= \\sum_i x_i - \\sum_i \\min(x_i, B)` (>= 0, the income
     clipping removes); ``noise_sd`` :math:`= \\sqrt2\\,B/\\varepsilon`; ``rmse``
     :math:`= \\sqrt{\\mathrm{bias}^2 + 2B^2/\\varepsilon^2}`; ``n_clipped`` (people above B).
-    This looks at the raw data, so it is an analyst's diagnostic, not a private way to pick B.
+    This looks at the raw data: a curator's diagnostic for teaching, not a private way to pick B.
     """
-    eps = _check_epsilon(epsilon)
+    eps = _epsilon(epsilon)
     present, _ = split_missing(values, missing)
     if (present < 0).any():
         raise ValueError("values must be >= 0 for clipping to [0, B]")
-    b_arr = _as_float_array(bounds, "bounds")
-    if b_arr.size == 0 or np.isnan(b_arr).any() or (b_arr <= 0).any():
-        raise ValueError("bounds must be a non-empty array of finite numbers > 0")
+    b_arr = checks.array(bounds, "bounds", ndim=1)
+    if (b_arr <= 0).any():
+        raise ValueError(f"bounds must hold numbers > 0, got minimum {b_arr.min():g}")
     raw = math.fsum(present.tolist())
     rows = []
-    for bound in b_arr:
+    for bound in b_arr.tolist():
         bias = raw - math.fsum(np.minimum(present, bound).tolist())
         sd = math.sqrt(2.0) * bound / eps
-        rows.append(
-            {
-                "B": float(bound),
-                "bias": bias,
-                "noise_sd": sd,
-                "rmse": math.hypot(bias, sd),
-                "n_clipped": int((present > bound).sum()),
-            }
-        )
+        rows.append({"B": bound, "bias": bias, "noise_sd": sd, "rmse": math.hypot(bias, sd),
+                     "n_clipped": int((present > bound).sum())})
     return pd.DataFrame(rows)
 
 
@@ -531,44 +493,36 @@ def empirical_log_ratio(
     counts are at least ``min_count``.
 
     For an :math:`\\varepsilon`-DP mechanism and neighbouring inputs A, B every bin satisfies
-    :math:`|\\log(p_A/p_B)| \\le \\varepsilon`; the estimate has (delta-method) standard error
-    :math:`\\sqrt{1/k_A - 1/N_A + 1/k_B - 1/N_B}` (k: bin count, N: sample size).
-    Columns: ``left``, ``right``, ``count_a``, ``count_b``, ``log_ratio``, ``se``.
+    :math:`|\\log(p_A/p_B)| \\le \\varepsilon` (Dwork & Roth 2014, Def. 2.4); the estimate has
+    (delta-method) standard error :math:`\\sqrt{1/k_A - 1/N_A + 1/k_B - 1/N_B}` (k: bin count,
+    N: sample size). Columns: ``left``, ``right``, ``count_a``, ``count_b``, ``log_ratio``,
+    ``se``.
     """
-    a = _as_float_array(samples_a, "samples_a")
-    b = _as_float_array(samples_b, "samples_b")
-    if a.size == 0 or b.size == 0:
-        raise ValueError("samples_a and samples_b must not be empty")
-    if np.isnan(a).any() or np.isnan(b).any():
-        raise ValueError("samples_a and samples_b must not contain NaN")
-    edges = _as_float_array(bins, "bins")
+    a = checks.array(samples_a, "samples_a", ndim=1)
+    b = checks.array(samples_b, "samples_b", ndim=1)
+    edges = checks.array(bins, "bins", ndim=1)
     if edges.size < 2 or not (np.diff(edges) > 0).all():
         raise ValueError("bins must be at least two strictly increasing edges")
-    if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    min_count = checks.integer(min_count, "min_count", low=1)
     ka, _ = np.histogram(a, edges)
     kb, _ = np.histogram(b, edges)
     keep = (ka >= min_count) & (kb >= min_count)
     ka, kb = ka[keep].astype(float), kb[keep].astype(float)
-    log_ratio = np.log(ka / a.size) - np.log(kb / b.size)
-    se = np.sqrt(1 / ka - 1 / a.size + 1 / kb - 1 / b.size)
-    return pd.DataFrame(
-        {
-            "left": edges[:-1][keep],
-            "right": edges[1:][keep],
-            "count_a": ka.astype(int),
-            "count_b": kb.astype(int),
-            "log_ratio": log_ratio,
-            "se": se,
-        }
-    )
+    return pd.DataFrame({
+        "left": edges[:-1][keep],
+        "right": edges[1:][keep],
+        "count_a": ka.astype(int),
+        "count_b": kb.astype(int),
+        "log_ratio": np.log(ka / a.size) - np.log(kb / b.size),
+        "se": np.sqrt(1 / ka - 1 / a.size + 1 / kb - 1 / b.size),
+    })
 
 
 def dp_clip_bound(
     values: Any,
     candidates: Any,
     epsilon: float,
-    rng: np.random.Generator,
+    seed: Any = None,
     quantile: float = 0.99,
     missing: MissingPolicy = "raise",
 ) -> tuple[float, pd.DataFrame]:
@@ -577,21 +531,20 @@ def dp_clip_bound(
 
     The candidates ``c_1 < ... < c_k`` must be fixed *before* looking at the data (domain
     knowledge only). The histogram counts people in the disjoint bins ``(-inf, c_1], (c_1, c_2],
-    ..., (c_k, inf)``; adding or removing one person changes one bin by 1, so the whole vector
-    has L1 sensitivity 1 and one Laplace(1/epsilon) draw per bin is epsilon-DP (parallel
-    composition; Dwork & Roth 2014, sec. 3.3 "histogram queries"; McSherry 2009). Everything
-    after is post-processing: :math:`\tilde N_{>c_j} = \sum_{i > j} \tilde h_i`, and B is the
-    smallest :math:`c_j` with :math:`\tilde N_{>c_j} \le (1 - q) \sum_i \tilde h_i` (the largest
-    candidate if none qualifies). Returns ``(B, table)`` with the noisy bin counts.
+    ..., (c_k, inf)``; adding or removing one person changes one bin by 1, so under add/remove
+    neighbours the whole vector has L1 sensitivity 1 and one Laplace(1/epsilon) draw per bin is
+    epsilon-DP (Dwork & Roth 2014, sec. 3.3 "histogram queries"; under replace-one the L1
+    sensitivity would be 2). Everything after is post-processing:
+    :math:`\tilde N_{>c_j} = \sum_{i > j} \tilde h_i`, and B is the smallest :math:`c_j` with
+    :math:`\tilde N_{>c_j} \le (1 - q) \sum_i \tilde h_i` (the largest candidate if none
+    qualifies). Returns ``(B, table)`` with the released noisy bin counts.
     """
-    eps = _check_epsilon(epsilon)
-    rng = _check_rng(rng)
-    q = _check_real(quantile, "quantile")
-    if not 0 < q < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {q}")
-    cand = _as_float_array(candidates, "candidates")
-    if cand.size == 0 or np.isnan(cand).any() or not (np.diff(cand) > 0).all():
-        raise ValueError("candidates must be a non-empty, strictly increasing array of numbers")
+    eps = _epsilon(epsilon)
+    rng = checks.numpy_rng(seed)
+    q = checks.fraction(quantile, "quantile", open_low=True, open_high=True)
+    cand = checks.array(candidates, "candidates", ndim=1)
+    if not (np.diff(cand) > 0).all():
+        raise ValueError("candidates must be strictly increasing")
     present, _ = split_missing(values, missing)
     edges = np.concatenate([[-np.inf], cand, [np.inf]])
     # bins (e_i, e_{i+1}]: count_i = #(x <= e_{i+1}) - #(x <= e_i)
@@ -602,11 +555,10 @@ def dp_clip_bound(
     above = np.array([math.fsum(noisy[j + 1 :].tolist()) for j in range(cand.size)])
     ok = np.flatnonzero(above <= (1.0 - q) * noisy_total)
     bound = float(cand[ok[0]]) if ok.size else float(cand[-1])
-    labels = [f"<= {cand[0]:,.0f}"]
-    labels += [f"({lo:,.0f}, {hi:,.0f}]" for lo, hi in zip(cand[:-1], cand[1:], strict=True)]
-    labels += [f"> {cand[-1]:,.0f}"]
-    table = pd.DataFrame({"bin": labels, "noisy_count": noisy})
-    return bound, table
+    names = [f"<= {cand[0]:,.0f}"]
+    names += [f"({lo:,.0f}, {hi:,.0f}]" for lo, hi in zip(cand[:-1], cand[1:], strict=True)]
+    names += [f"> {cand[-1]:,.0f}"]
+    return bound, pd.DataFrame({"bin": names, "noisy_count": noisy})
 
 
 def optimal_split(a1: float, a2: float) -> float:
@@ -616,19 +568,14 @@ def optimal_split(a1: float, a2: float) -> float:
 
     For Laplace noise the expected squared relative error of query j is
     :math:`E[(Z_j/f_j)^2] = 2 (\Delta_j / f_j)^2/\varepsilon_j^2`, so
-    :math:`a_j = 2(\Delta_j/f_j)^2`. Setting the derivative of
-    :math:`a_1/\varepsilon_1^2 + a_2/(\varepsilon-\varepsilon_1)^2` to zero gives
+    :math:`a_j = 2(\Delta_j/f_j)^2` (weight it by how accurate query j must be). Setting the
+    derivative of :math:`a_1/\varepsilon_1^2 + a_2/(\varepsilon-\varepsilon_1)^2` to zero gives
     :math:`a_1/\varepsilon_1^3 = a_2/\varepsilon_2^3`, i.e.
     :math:`\varepsilon_1/\varepsilon = a_1^{1/3} / (a_1^{1/3} + a_2^{1/3})` (independent of
     :math:`\varepsilon`; the objective is convex on (0, epsilon) so this is the minimum).
     """
-    x1 = _check_real(a1, "a1")
-    x2 = _check_real(a2, "a2")
-    if x1 <= 0:
-        raise ValueError(f"a1 must be > 0, got {x1}")
-    if x2 <= 0:
-        raise ValueError(f"a2 must be > 0, got {x2}")
-    c1, c2 = np.cbrt(x1), np.cbrt(x2)
+    c1 = np.cbrt(checks.real(a1, "a1", low=0.0, low_open=True))
+    c2 = np.cbrt(checks.real(a2, "a2", low=0.0, low_open=True))
     return float(c1 / (c1 + c2))
 
 
@@ -636,41 +583,33 @@ def noise_table(
     true_value: float,
     sensitivity: float,
     epsilons: Any,
-    rng: np.random.Generator,
+    seed: Any = None,
     n_draws: int = 10_000,
 ) -> tuple[pd.DataFrame, dict[float, np.ndarray]]:
-    r"""Laplace mechanism on one true answer for several epsilons, ``n_draws`` draws each.
+    r"""Laplace mechanism on one true answer for several epsilons, ``n_draws`` draws each (a
+    simulation of what the mechanism *would* release: the curator's view, not releases).
 
     Table columns: ``epsilon``, ``scale`` (b), ``true``, ``mean`` and ``sd`` of the draws,
     ``sd_theory`` (:math:`\sqrt2 b`), ``mean_abs_rel_error``
     (:math:`\overline{|\tilde f - f|}/|f|`) and its expectation ``rel_error_theory``
     (:math:`b/|f|`). Also returns the draws per epsilon (for plots).
     """
-    t = _check_real(true_value, "true_value")
+    t = checks.real(true_value, "true_value")
     if t == 0:
         raise ValueError("true_value must be non-zero (relative errors are reported)")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, numbers.Integral) or n_draws < 2:
-        raise ValueError(f"n_draws must be an integer >= 2, got {n_draws!r}")
-    eps_arr = _as_float_array(epsilons, "epsilons")
-    if eps_arr.size == 0:
-        raise ValueError("epsilons must not be empty")
+    checks.real(sensitivity, "sensitivity", low=0.0)
+    n_draws = checks.integer(n_draws, "n_draws", low=2)
+    eps_arr = checks.array(epsilons, "epsilons", ndim=1)
+    rng = checks.numpy_rng(seed)
     rows, draws = [], {}
     for eps in eps_arr.tolist():
         b = laplace_scale(sensitivity, eps)
-        d = laplace_mechanism(t, sensitivity, eps, rng, size=int(n_draws))
+        d = laplace_mechanism(t, sensitivity, eps, rng, size=n_draws)
         draws[eps] = d
-        rows.append(
-            {
-                "epsilon": eps,
-                "scale": b,
-                "true": t,
-                "mean": float(d.mean()),
-                "sd": float(d.std(ddof=1)),
-                "sd_theory": math.sqrt(2.0) * b,
-                "mean_abs_rel_error": float(np.abs(d - t).mean() / abs(t)),
-                "rel_error_theory": b / abs(t),
-            }
-        )
+        rows.append({"epsilon": eps, "scale": b, "true": t, "mean": float(d.mean()),
+                     "sd": float(d.std(ddof=1)), "sd_theory": math.sqrt(2.0) * b,
+                     "mean_abs_rel_error": float(np.abs(d - t).mean() / abs(t)),
+                     "rel_error_theory": b / abs(t)})
     return pd.DataFrame(rows), draws
 
 
@@ -678,49 +617,67 @@ def exceed_table(
     counts: dict,
     gaps: Any,
     epsilons: Any,
-    rng: np.random.Generator,
+    seed: Any = None,
     n_draws: int = 1_000_000,
 ) -> pd.DataFrame:
     r"""Closed form vs Monte Carlo of :math:`\Pr[c + Z > t]` for every group, threshold
     :math:`t = c + \mathrm{gap}` and epsilon (sensitivity 1).
 
-    ``counts`` maps a group name to its true count. Columns: ``group``, ``true_count``, ``gap``,
-    ``threshold``, ``epsilon``, ``closed_form``, ``monte_carlo``, ``se``, ``z``, ``abs_diff``.
+    ``counts`` maps a group name to its true count (>= 0); ``gaps`` and ``epsilons`` are
+    non-empty 1-D grids. Columns: ``group``, ``true_count``, ``gap``, ``threshold``,
+    ``epsilon``, ``closed_form``, ``monte_carlo``, ``se``, ``z``, ``abs_diff``.
     ``se`` is the standard error of the Monte Carlo fraction if the closed form p is right,
     :math:`\sqrt{p(1-p)/N}` (unlike the plug-in :math:`\sqrt{\hat p(1-\hat p)/N}` it is not 0
     when no draw lands above a far threshold); ``z = (MC - closed) / se`` (NaN only if p is
     exactly 0 or 1).
     """
-    if not isinstance(counts, dict) or not counts:
+    if not isinstance(counts, dict):
+        raise TypeError(f"counts must be a dict of group -> true count, got "
+                        f"{type(counts).__name__}")
+    if not counts:
         raise ValueError("counts must be a non-empty dict of group -> true count")
-    gap_arr = _as_float_array(gaps, "gaps")
-    eps_arr = _as_float_array(epsilons, "epsilons")
+    true = {g: checks.real(c, f"counts[{g!r}]", low=0.0) for g, c in counts.items()}
+    gap_arr = checks.array(gaps, "gaps", ndim=1)
+    eps_arr = checks.array(epsilons, "epsilons", ndim=1)
+    if (eps_arr <= 0).any():
+        raise ValueError(f"epsilons must hold numbers > 0, got minimum {eps_arr.min():g}")
+    n_draws = checks.integer(n_draws, "n_draws", low=1)
+    rng = checks.numpy_rng(seed)
     rows = []
-    for group, c in counts.items():
-        c = _check_real(c, "counts value")
+    for group, c in true.items():
         for gap in gap_arr.tolist():
             for eps in eps_arr.tolist():
                 p = prob_noisy_count_exceeds(c, c + gap, eps)
                 p_hat, _ = monte_carlo_exceeds(c, c + gap, eps, rng, n_draws=n_draws)
                 se = math.sqrt(p * (1.0 - p) / n_draws)
-                rows.append(
-                    {
-                        "group": group,
-                        "true_count": c,
-                        "gap": gap,
-                        "threshold": c + gap,
-                        "epsilon": eps,
-                        "closed_form": p,
-                        "monte_carlo": p_hat,
-                        "se": se,
-                        "z": (p_hat - p) / se if se > 0 else float("nan"),
-                        "abs_diff": abs(p_hat - p),
-                    }
-                )
+                rows.append({"group": group, "true_count": c, "gap": gap, "threshold": c + gap,
+                             "epsilon": eps, "closed_form": p, "monte_carlo": p_hat, "se": se,
+                             "z": (p_hat - p) / se if se > 0 else float("nan"),
+                             "abs_diff": abs(p_hat - p)})
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- composition
+def advanced_composition(epsilon: float, k: int, delta_prime: float) -> float:
+    r"""Total privacy loss of ``k`` adaptively chosen :math:`\varepsilon`-DP mechanisms by the
+    advanced composition theorem (Dwork, Rothblum, Vadhan 2010, Thm III.3; Dwork & Roth 2014,
+    Thm 3.20): for every :math:`\delta' > 0` the composition is
+    :math:`(\varepsilon', \delta')`-DP with
+
+    .. math:: \varepsilon' = \sqrt{2k\ln(1/\delta')}\,\varepsilon + k\,\varepsilon
+              (e^{\varepsilon} - 1).
+
+    Basic composition gives :math:`(k\varepsilon, 0)`; the advanced bound grows like
+    :math:`\sqrt k` and wins for many small-epsilon queries, at the price of a
+    :math:`\delta' > 0` chance that the guarantee fails. ``epsilon`` > 0, ``k`` >= 1,
+    ``delta_prime`` in (0, 1).
+    """
+    eps = _epsilon(epsilon)
+    k = checks.integer(k, "k", low=1)
+    dp_ = checks.fraction(delta_prime, "delta_prime", open_low=True, open_high=True)
+    return math.sqrt(2.0 * k * math.log(1.0 / dp_)) * eps + k * eps * math.expm1(eps)
+
+
 class BudgetExceededError(RuntimeError):
     """Raised when a query would spend more privacy budget than remains; nothing is answered."""
 
@@ -732,17 +689,14 @@ class PrivacyBudget:
 
     ``spend(epsilon, label)`` records a query, or raises :class:`BudgetExceededError` (and records
     nothing) if it would take the total above ``total_epsilon``. Sums use ``math.fsum`` and a
-    relative tolerance ``rel_tol`` (default 1e-9) so that, e.g., ten spends of 0.1 exactly use a
-    budget of 1.0 instead of being refused by a rounding error. ``answer(...)`` spends first and
-    then runs the mechanism, so a refused query never touches the data.
+    relative tolerance ``rel_tol`` (default 1e-9, below 1e-3) so that, e.g., ten spends of 0.1
+    exactly use a budget of 1.0 instead of being refused by a rounding error. ``answer(...)``
+    spends first and then runs the mechanism, so a refused query never touches the data.
     """
 
     def __init__(self, total_epsilon: float, rel_tol: float = 1e-9):
-        self.total_epsilon = _check_epsilon(total_epsilon, "total_epsilon")
-        tol = _check_real(rel_tol, "rel_tol")
-        if not 0 <= tol < 1e-3:
-            raise ValueError(f"rel_tol must be in [0, 1e-3), got {tol}")
-        self.rel_tol = tol
+        self.total_epsilon = _epsilon(total_epsilon, "total_epsilon")
+        self.rel_tol = checks.real(rel_tol, "rel_tol", low=0.0, high=1e-3, high_open=True)
         self._entries: list[tuple[str, float]] = []
 
     @property
@@ -758,7 +712,7 @@ class PrivacyBudget:
 
     def can_spend(self, epsilon: float) -> bool:
         """Whether ``epsilon`` more fits in the budget (within the relative tolerance)."""
-        eps = _check_epsilon(epsilon)
+        eps = _epsilon(epsilon)
         new_total = math.fsum([*(e for _, e in self._entries), eps])
         return new_total <= self.total_epsilon * (1.0 + self.rel_tol)
 
@@ -768,7 +722,7 @@ class PrivacyBudget:
         Raises :class:`BudgetExceededError` (recording nothing) if the query would overspend,
         ``ValueError`` for a bad epsilon, ``TypeError``/``ValueError`` for a bad label.
         """
-        eps = _check_epsilon(epsilon)
+        eps = _epsilon(epsilon)
         if not isinstance(label, str):
             raise TypeError(f"label must be a str, got {type(label).__name__}")
         if not label.strip():
@@ -786,7 +740,7 @@ class PrivacyBudget:
         **kwargs)``. Refused queries raise before the mechanism runs; if the mechanism itself
         raises (bad input, nothing released) the spend is rolled back."""
         if not callable(mechanism):
-            raise TypeError("mechanism must be callable")
+            raise TypeError(f"mechanism must be callable, got {type(mechanism).__name__}")
         self.spend(epsilon, label)
         try:
             return mechanism(*args, epsilon=epsilon, **kwargs)
@@ -802,14 +756,8 @@ class PrivacyBudget:
             acc.append(eps)
             cum = math.fsum(acc)
             left = self.total_epsilon - cum
-            rows.append(
-                {
-                    "label": label,
-                    "epsilon": eps,
-                    "cumulative": cum,
-                    "remaining": 0.0 if left <= self.rel_tol * self.total_epsilon else left,
-                }
-            )
+            rows.append({"label": label, "epsilon": eps, "cumulative": cum,
+                         "remaining": 0.0 if left <= self.rel_tol * self.total_epsilon else left})
         return pd.DataFrame(rows, columns=["label", "epsilon", "cumulative", "remaining"])
 
     def __repr__(self) -> str:

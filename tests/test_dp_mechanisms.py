@@ -1,7 +1,15 @@
-"""Tests of helpers.dp_mechanisms: the Laplace sampler, bounded queries, missing values, the
-closed-form exceed probability, the privacy budget, and every bad input."""
+"""Tests of helpers.dp_mechanisms: the Laplace sampler, the noise SIZE of every bounded query
+against the closed-form Laplace distribution (scipy.stats), missing values, the closed-form
+exceed probability, the error bound, composition, the privacy budget, and every bad input.
+
+Statistical tests use fixed seeds, one per parameter set. A Kolmogorov-Smirnov test passes when
+its p-value is above 1e-3 (a correct sampler fails it with probability 0.001 per seed) and the
+same draws are shown to REJECT the plausible wrong distribution (wrong sensitivity, swapped
+epsilons, wrong location) with p < 1e-6, so each test has the power to catch that bug.
+"""
 
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,50 +18,106 @@ from scipy import stats
 
 from helpers import dp_mechanisms as dp
 
+KS_PASS = 1e-3  # correct distribution: p-value must exceed this
+KS_REJECT = 1e-6  # the planted-bug distribution: p-value must fall below this
+
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
 
 
+def ks_p(draws, loc, scale):
+    return stats.kstest(draws, stats.laplace(loc=loc, scale=scale).cdf).pvalue
+
+
+def test_module_does_not_import_torch():
+    code = "import sys, helpers.dp_mechanisms; print('torch' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 # --------------------------------------------------------------------------- Laplace sampler
 def test_laplace_scale_formula():
     assert dp.laplace_scale(1.0, 0.5) == 2.0
     assert dp.laplace_scale(100_000, 1) == 100_000.0
+    assert dp.laplace_scale(3.0, 4.0) == 0.75
     assert dp.laplace_scale(0, 1) == 0.0
 
 
-@pytest.mark.parametrize("sensitivity,epsilon", [(1.0, 1.0), (50_000.0, 0.1), (3.0, 2.0)])
-def test_laplace_mechanism_ks_against_scipy(sensitivity, epsilon):
-    rng = np.random.default_rng(2024)
-    draws = dp.laplace_mechanism(10.0, sensitivity, epsilon, rng, size=20_000)
+@pytest.mark.parametrize(("sensitivity", "epsilon", "seed"),
+                         [(1.0, 1.0, 2024), (50_000.0, 0.1, 2025), (3.0, 2.0, 2026)])
+def test_laplace_mechanism_ks_against_scipy(sensitivity, epsilon, seed):
+    draws = dp.laplace_mechanism(10.0, sensitivity, epsilon, seed, size=20_000)
     b = sensitivity / epsilon
-    stat, pvalue = stats.kstest(draws, stats.laplace(loc=10.0, scale=b).cdf)
-    assert pvalue > 0.01, (stat, pvalue)
-    # The test can fail: the same draws are clearly not Laplace with twice the scale.
-    _, p_wrong = stats.kstest(draws, stats.laplace(loc=10.0, scale=2 * b).cdf)
-    assert p_wrong < 1e-6
+    assert ks_p(draws, 10.0, b) > KS_PASS
+    assert ks_p(draws, 10.0, 2 * b) < KS_REJECT  # the same draws are not Laplace(2b)
+    assert ks_p(draws, 10.0, b / 1.5) < KS_REJECT
+    assert ks_p(draws, 10.0 + b / 2, b) < KS_REJECT  # nor shifted by half a scale
 
 
 def test_laplace_mechanism_moments(rng):
     draws = dp.laplace_mechanism(0.0, 2.0, 0.5, rng, size=200_000)  # b = 4
-    assert abs(draws.mean()) < 4 * math.sqrt(2 * 16 / 200_000)
-    assert draws.var() == pytest.approx(2 * 16, rel=0.03)
-    assert np.abs(draws).mean() == pytest.approx(4.0, rel=0.02)
+    # mean within 4 standard errors sqrt(2 b^2 / N); variance 2 b^2 = 32 within 3%
+    # (se of the sample variance of Laplace: sqrt((mu4 - sigma^4)/N) = sqrt(20)*16/sqrt(N) = 0.5%)
+    assert abs(draws.mean()) < 4 * math.sqrt(32 / 200_000)
+    assert draws.var() == pytest.approx(32.0, rel=0.03)
+    assert np.abs(draws).mean() == pytest.approx(4.0, rel=0.02)  # E|Z| = b; se 0.22%
+
+
+def test_laplace_vector_query_independent_draws():
+    draws = dp.laplace_mechanism(np.array([[0.0, 100.0]] * 20_000), 2.0, 0.5, seed=31)
+    assert draws.shape == (20_000, 2)
+    assert ks_p(draws[:, 0], 0.0, 4.0) > KS_PASS
+    assert ks_p(draws[:, 1], 100.0, 4.0) > KS_PASS
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 4 / math.sqrt(20_000)
 
 
 def test_laplace_mechanism_shapes_and_reproducibility():
-    a = dp.laplace_mechanism(5.0, 1.0, 1.0, np.random.default_rng(7))
+    a = dp.laplace_mechanism(5.0, 1.0, 1.0, 7)
     b = dp.laplace_mechanism(5.0, 1.0, 1.0, np.random.default_rng(7))
-    assert isinstance(a, float) and a == b
-    vec = dp.laplace_mechanism(np.array([1.0, 2.0, 3.0]), 1.0, 1.0, np.random.default_rng(0))
+    assert isinstance(a, float)
+    assert a == b
+    assert dp.laplace_mechanism(5.0, 1.0, 1.0, 8) != a
+    vec = dp.laplace_mechanism([1.0, 2.0, 3.0], 1.0, 1.0, 0)
     assert vec.shape == (3,)
-    mat = dp.laplace_mechanism(np.zeros((4, 5)), 1.0, 1.0, np.random.default_rng(0))
-    assert mat.shape == (4, 5) and np.unique(mat).size == 20  # independent draws
-    many = dp.laplace_mechanism(5.0, 1.0, 1.0, np.random.default_rng(0), size=1000)
+    mat = dp.laplace_mechanism(np.zeros((4, 5)), 1.0, 1.0, 0)
+    assert mat.shape == (4, 5)
+    assert np.unique(mat).size == 20
+    many = dp.laplace_mechanism(5.0, 1.0, 1.0, 0, size=1000)
     assert many.shape == (1000,)
-    # zero sensitivity: no noise at all
-    assert dp.laplace_mechanism(5.0, 0.0, 1.0, np.random.default_rng(0)) == 5.0
+    assert dp.laplace_mechanism(5.0, 0.0, 1.0, 0) == 5.0  # zero sensitivity: no noise at all
+    np.testing.assert_array_equal(dp.laplace_mechanism(5.0, 0.0, 1.0, 0, size=3), [5.0] * 3)
+    np.testing.assert_array_equal(dp.laplace_mechanism([1.0, 2.0], 0.0, 1.0, 0), [1.0, 2.0])
+
+
+def test_seed_conventions():
+    gen = np.random.default_rng(3)
+    first = dp.laplace_mechanism(0.0, 1.0, 1.0, gen)
+    assert dp.laplace_mechanism(0.0, 1.0, 1.0, gen) != first  # a Generator advances
+    np.random.seed(11)  # noqa: NPY002 - the global seed is what seed=None uses
+    x = dp.laplace_mechanism(0.0, 1.0, 1.0)  # None: NumPy's global seed (runtime.setup)
+    np.random.seed(11)  # noqa: NPY002 - the global seed is what seed=None uses
+    assert dp.laplace_mechanism(0.0, 1.0, 1.0, None) == x
+
+
+# --------------------------------------------------------------------------- error bound
+@pytest.mark.parametrize(("scale", "alpha"), [(1.0, 0.05), (200_000.0, 0.01), (2.5, 0.5)])
+def test_laplace_error_bound_matches_scipy(scale, alpha):
+    # P(|Z| > t) = alpha  <=>  t = isf(alpha / 2) of the Laplace distribution
+    assert dp.laplace_error_bound(scale, alpha) == pytest.approx(
+        stats.laplace(scale=scale).isf(alpha / 2), rel=1e-12)
+
+
+def test_laplace_error_bound_coverage():
+    n, alpha, b = 200_000, 0.05, 3.0
+    z = dp.laplace_mechanism(0.0, 3.0, 1.0, 41, size=n)
+    miss = np.mean(np.abs(z) > dp.laplace_error_bound(b, alpha))
+    assert abs(miss - alpha) < 4 * math.sqrt(alpha * (1 - alpha) / n)  # 4 binomial se
+    assert dp.laplace_error_bound(0.0, 0.05) == 0.0
+    assert dp.laplace_error_bound(2.0) == pytest.approx(2 * math.log(20))  # default alpha 0.05
 
 
 # --------------------------------------------------------------------------- bounded queries
@@ -62,46 +126,126 @@ def test_clipped_sum_and_missing_values():
     with pytest.raises(ValueError, match="missing"):
         dp.clipped_sum(x, 0, 10)
     assert dp.clipped_sum(x, 0, 10, missing="drop") == 1 + 5 + 0 + 10
+    assert dp.clipped_sum(x, 2, 10, missing="drop") == 2 + 5 + 2 + 10  # lower clip too
     present, n_missing = dp.split_missing(pd.Series([1.0, None, 2.0, np.nan]), missing="drop")
-    assert n_missing == 2 and present.tolist() == [1.0, 2.0]
+    assert n_missing == 2
+    assert present.tolist() == [1.0, 2.0]
+    assert dp.split_missing([3, 4])[1] == 0  # integers accepted, nothing missing
     # pandas nullable floats with pd.NA are handled too (NA is missing, never zero)
     s = pd.Series([1.0, pd.NA, 3.0], dtype="Float64")
     assert dp.clipped_sum(s, 0, 10, missing="drop") == 4.0
     assert dp.count_above(s, 2.0, missing="drop") == 1
+    assert dp.count_above([1.0, 2.0, 3.0], 2.0) == 1  # strictly above
 
 
-def test_noisy_sum_reports_missing_and_sensitivity(rng):
-    x = np.array([10.0, 20.0, np.nan, 400.0])
-    rel = dp.noisy_sum(x, 0, 100, 0.5, rng, missing="drop")
-    assert rel.n_missing_dropped == 1
-    assert rel.sensitivity == 100 and rel.scale == 200 and rel.epsilon == 0.5
-    draws = dp.noisy_sum(x, 0, 100, 0.5, rng, missing="drop", size=100_000).value
-    assert draws.mean() == pytest.approx(130.0, abs=4 * math.sqrt(2) * 200 / math.sqrt(1e5))
-    # negative lower bound: add/remove sensitivity is max(|L|, |U|)
-    assert dp.noisy_sum([1.0], -50, 20, 1.0, rng).sensitivity == 50
+def test_sum_sensitivity_add_remove():
     assert dp.sum_sensitivity(-50, 20) == 50
+    assert dp.sum_sensitivity(10, 60) == 60  # not upper - lower = 50
+    assert dp.sum_sensitivity(-70, -20) == 70
+    assert dp.sum_sensitivity(0, 0) == 0
 
 
-def test_noisy_mean_public_n(rng):
-    x = np.array([0.0, 50.0, 200.0, np.nan])
-    rel = dp.noisy_mean(x, 0, 100, 1.0, rng, n=3, missing="drop")
-    assert rel.sensitivity == pytest.approx(100 / 3) and rel.n_missing_dropped == 1
-    draws = dp.noisy_mean(x, 0, 100, 1.0, rng, n=3, missing="drop", size=100_000).value
-    assert draws.mean() == pytest.approx(50.0, abs=1.0)
-    assert draws.std() == pytest.approx(math.sqrt(2) * 100 / 3, rel=0.03)
-    with pytest.raises(ValueError, match="n must equal"):
-        dp.noisy_mean(x, 0, 100, 1.0, rng, n=4, missing="drop")
+# values chosen so that both clip ends bite: clipped to [-50, 20] they sum to -20, raw to -40
+X_SUM = np.array([-80.0, -10.0, 5.0, 15.0, 30.0, np.nan])
 
 
-def test_noisy_mean_unknown_n(rng):
-    x = np.full(2000, 30.0)
-    rel = dp.noisy_mean_unknown_n(x, 0, 100, 0.5, 0.5, rng, size=20_000)
-    assert rel.epsilon == 1.0
-    assert rel.value.shape == (20_000,)
-    assert np.all((rel.value >= 0) & (rel.value <= 100))
-    assert np.median(rel.value) == pytest.approx(30.0, abs=0.5)
-    one = dp.noisy_mean_unknown_n(x, 0, 100, 0.5, 0.5, rng)
+def test_noisy_sum_noise_is_laplace_with_add_remove_scale():
+    eps = 0.7
+    rel = dp.noisy_sum(X_SUM, -50, 20, eps, 101, missing="drop", size=20_000)
+    b = 50 / eps  # add/remove: max(|L|, |U|) / eps
+    assert rel.sensitivity == 50
+    assert rel.scale == pytest.approx(b)
+    assert rel.epsilon == eps
+    assert rel.n_missing_dropped == 1
+    assert rel.details == {"lower": -50.0, "upper": 20.0}
+    assert ks_p(rel.value, -20.0, b) > KS_PASS
+    assert ks_p(rel.value, -20.0, 70 / eps) < KS_REJECT  # (U - L) / eps: replace-one scale
+    assert ks_p(rel.value, -20.0, 20 / eps) < KS_REJECT  # U / eps
+    assert ks_p(rel.value, -40.0, b) < KS_REJECT  # no clipping
+    one = dp.noisy_sum(X_SUM, -50, 20, eps, 101, missing="drop")
     assert isinstance(one.value, float)
+
+
+def test_noisy_mean_public_n_noise_is_laplace_with_replace_one_scale():
+    x = np.array([10.0, 50.0, 90.0, 130.0, np.nan])  # clipped to [20, 100]: mean 65
+    eps = 0.6
+    rel = dp.noisy_mean(x, 20, 100, eps, 202, n=4, missing="drop", size=20_000)
+    b = (100 - 20) / 4 / eps
+    assert rel.sensitivity == pytest.approx(20.0)
+    assert rel.scale == pytest.approx(b)
+    assert rel.n_missing_dropped == 1
+    assert rel.details["n"] == 4
+    assert ks_p(rel.value, 65.0, b) > KS_PASS
+    assert ks_p(rel.value, 65.0, 100 / 4 / eps) < KS_REJECT  # U / n instead of (U - L) / n
+    assert ks_p(rel.value, 70.0, b) < KS_REJECT  # unclipped mean
+    with pytest.raises(ValueError, match="n must equal"):
+        dp.noisy_mean(x, 20, 100, eps, 0, n=5, missing="drop")
+
+
+def test_noisy_count_counts_non_missing_records():
+    x = [1.0, np.nan, 3.0, 0.0, np.nan, 7.0]  # 4 people with a value, one of them 0
+    eps = 0.4
+    rel = dp.noisy_count(x, eps, 303, missing="drop", size=20_000)
+    assert rel.sensitivity == 1.0
+    assert rel.scale == pytest.approx(2.5)
+    assert rel.epsilon == eps
+    assert rel.n_missing_dropped == 2
+    assert ks_p(rel.value, 4.0, 2.5) > KS_PASS
+    assert ks_p(rel.value, 6.0, 2.5) < KS_REJECT  # missing counted
+    assert ks_p(rel.value, 3.0, 2.5) < KS_REJECT  # zeros not counted
+    assert ks_p(rel.value, 4.0, 5.0) < KS_REJECT  # sensitivity 2
+    assert ks_p(rel.value, 4.0, 0.4) < KS_REJECT  # scale eps instead of 1 / eps
+    one = dp.noisy_count([5.0] * 10, 1.0, 0)
+    assert isinstance(one.value, float)
+    assert one.value != 10.0
+    with pytest.raises(ValueError, match="missing"):
+        dp.noisy_count(x, eps, 0)
+
+
+def test_noisy_mean_unknown_n_two_releases_with_their_own_epsilons():
+    x = np.concatenate([np.full(30, 5.0), np.full(15, 40.0), np.full(5, 90.0)])
+    s_true, n_true = 30 * 10 + 15 * 40 + 5 * 60, 50  # clipped to [10, 60]
+    eps_c, eps_s = 0.3, 1.2
+    rel = dp.noisy_mean_unknown_n(x, 10, 60, eps_c, eps_s, 404, size=20_000)
+    s, c = rel.details["noisy_sum"], rel.details["noisy_count"]
+    assert rel.epsilon == pytest.approx(1.5)
+    assert rel.sensitivity == 60
+    assert rel.scale == pytest.approx(60 / eps_s)
+    assert ks_p(s, s_true, 60 / eps_s) > KS_PASS
+    assert ks_p(c, n_true, 1 / eps_c) > KS_PASS
+    assert ks_p(s, s_true, 60 / eps_c) < KS_REJECT  # swapped epsilons
+    assert ks_p(c, n_true, 1 / eps_s) < KS_REJECT
+    assert ks_p(s, s_true, 50 / eps_s) < KS_REJECT  # (U - L) instead of max(|L|, |U|)
+    # independent noise (one generator), and the mean is post-processing of the two releases
+    assert abs(np.corrcoef(s, c)[0, 1]) < 4 / math.sqrt(20_000)
+    np.testing.assert_array_equal(rel.value, np.clip(s / np.maximum(c, 1.0), 10, 60))
+    one = dp.noisy_mean_unknown_n(x, 10, 60, eps_c, eps_s, 0)
+    assert isinstance(one.value, float)
+    assert 10 <= one.value <= 60
+    assert one.value == np.clip(one.details["noisy_sum"] / max(one.details["noisy_count"], 1),
+                                10, 60)
+
+
+def test_noisy_mean_unknown_n_floor_and_clip():
+    # tiny n and a huge noise: the count floor of 1 and the final clip keep the mean in [L, U]
+    rel = dp.noisy_mean_unknown_n([30.0, 40.0], 0, 100, 0.01, 0.01, 5, size=2_000)
+    c = rel.details["noisy_count"]
+    assert (c < 1).any()
+    assert np.all((rel.value >= 0) & (rel.value <= 100))
+    low = c < 1
+    np.testing.assert_array_equal(rel.value[low], np.clip(rel.details["noisy_sum"][low], 0, 100))
+
+
+def test_dp_histogram_noise_is_laplace_one_over_epsilon():
+    x = np.array([5.0] * 40 + [60.0] * 25 + [150.0] * 10 + [500.0] * 3)
+    cand = [50, 100, 200]
+    true = np.array([40, 25, 10, 3])  # bins (-inf,50], (50,100], (100,200], (200,inf)
+    eps, gen = 0.5, np.random.default_rng(505)
+    resid = np.concatenate([dp.dp_clip_bound(x, cand, eps, gen)[1]["noisy_count"].to_numpy()
+                            - true for _ in range(1_000)])
+    assert ks_p(resid, 0.0, 1 / eps) > KS_PASS
+    assert ks_p(resid, 0.0, 2 / eps) < KS_REJECT  # replace-one sensitivity 2 under add/remove
+    assert ks_p(resid, 0.0, eps) < KS_REJECT
 
 
 # --------------------------------------------------------------------------- exceed probability
@@ -116,21 +260,34 @@ def test_prob_exceeds_matches_scipy_sf_on_grid():
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
 
 
-@pytest.mark.parametrize("c,t,eps", [(100, 98, 0.5), (100, 103, 1.0), (10, 10, 0.1), (0, -2, 2.0)])
-def test_prob_exceeds_matches_monte_carlo(c, t, eps):
-    p = dp.prob_noisy_count_exceeds(c, t, eps)
-    p_hat, se = dp.monte_carlo_exceeds(
-        c, t, eps, np.random.default_rng(99), n_draws=400_000, chunk=150_000
-    )
-    assert abs(p_hat - p) < 4 * se
+@pytest.mark.parametrize(("c", "t", "eps", "seed"),
+                         [(100, 98, 0.5, 91), (100, 103, 1.0, 92), (10, 10, 0.1, 93),
+                          (0, -2, 2.0, 94)])
+def test_prob_exceeds_matches_monte_carlo(c, t, eps, seed):
+    n = 400_000
+    p_hat, se = dp.monte_carlo_exceeds(c, t, eps, seed, n_draws=n, chunk=150_000)
+    p = stats.laplace.sf(t - c, scale=1 / eps)  # independent reference: scipy
+    assert abs(p_hat - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 binomial standard errors
+    assert se == pytest.approx(math.sqrt(p_hat * (1 - p_hat) / n), rel=1e-12)  # plug-in se
+
+
+def test_monte_carlo_exceeds_chunks_and_sensitivity():
+    a = dp.monte_carlo_exceeds(5, 7, 0.5, 8, n_draws=10_001, chunk=1_000)
+    b = dp.monte_carlo_exceeds(5, 7, 0.5, 8, n_draws=10_001, chunk=20_000)
+    assert a == b  # chunking does not change the draws
+    n = 200_000
+    p_hat, _ = dp.monte_carlo_exceeds(5, 9, 0.5, 9, n_draws=n, sensitivity=2.0)
+    p = 0.5 * math.exp(-4 * 0.5 / 2.0)
+    assert abs(p_hat - p) < 4 * math.sqrt(p * (1 - p) / n)
+    assert dp.monte_carlo_exceeds(5, 4, 1.0, 0, n_draws=10, sensitivity=0.0) == (1.0, 0.0)
 
 
 def test_prob_exceeds_limits_and_symmetry():
     assert dp.prob_noisy_count_exceeds(100, 100, 1.0) == 0.5
+    assert dp.prob_noisy_count_exceeds(100, 103, 1.0) == pytest.approx(0.5 * math.exp(-3))
+    assert dp.prob_noisy_count_exceeds(100, 97, 0.5) == pytest.approx(1 - 0.5 * math.exp(-1.5))
     assert dp.prob_noisy_count_exceeds(100, 0, 1.0) == pytest.approx(1.0, abs=1e-40)
-    assert dp.prob_noisy_count_exceeds(100, 10_000, 1.0) == 0.0 or (
-        dp.prob_noisy_count_exceeds(100, 10_000, 1.0) < 1e-300
-    )
+    assert dp.prob_noisy_count_exceeds(100, 10_000, 1.0) < 1e-300
     assert dp.prob_noisy_count_exceeds(100, 130, 1e-9) == pytest.approx(0.5, abs=1e-6)
     assert dp.prob_noisy_count_exceeds(100, 70, 1e-9) == pytest.approx(0.5, abs=1e-6)
     gaps = np.linspace(-20, 20, 81)
@@ -138,14 +295,46 @@ def test_prob_exceeds_limits_and_symmetry():
     p_down = dp.prob_noisy_count_exceeds(50, 50 - gaps, 0.3)
     np.testing.assert_allclose(p_up + p_down, 1.0, rtol=1e-14)
     assert np.all(np.diff(p_up) < 0)  # decreasing in the threshold
-    # monotone in epsilon: far above -> less likely to exceed with less noise
     eps = np.array([0.01, 0.1, 1.0])
     assert np.all(np.diff(dp.prob_noisy_count_exceeds(50, 60, eps)) < 0)
     assert np.all(np.diff(dp.prob_noisy_count_exceeds(50, 40, eps)) > 0)
-    # no noise: deterministic
-    assert dp.prob_noisy_count_exceeds(5, 4, 1.0, sensitivity=0) == 1.0
+    assert dp.prob_noisy_count_exceeds(5, 4, 1.0, sensitivity=0) == 1.0  # no noise
     assert dp.prob_noisy_count_exceeds(5, 5, 1.0, sensitivity=0) == 0.0
     assert isinstance(dp.prob_noisy_count_exceeds(5, 4, 1.0), float)
+    assert dp.prob_noisy_count_exceeds([1, 2], 3, [1.0, 2.0]).shape == (2,)
+
+
+def test_exceed_table_against_scipy_and_independent_se():
+    n = 200_000
+    tab = dp.exceed_table({"a": 10, "b": 200}, [-3, 0, 3, 50], [0.1, 1.0], 3, n)
+    assert len(tab) == 16
+    assert tab["group"].tolist() == ["a"] * 8 + ["b"] * 8
+    assert tab["gap"].tolist()[:8] == [-3, -3, 0, 0, 3, 3, 50, 50]
+    assert tab["epsilon"].tolist()[:4] == [0.1, 1.0, 0.1, 1.0]
+    p = stats.laplace.sf(tab["gap"], scale=1 / tab["epsilon"])  # the reference, not the helper
+    np.testing.assert_allclose(tab["closed_form"], p, rtol=1e-12)
+    np.testing.assert_allclose(tab["se"], np.sqrt(p * (1 - p) / n), rtol=1e-12)
+    assert (np.abs(tab["monte_carlo"] - p) < 4 * np.sqrt(p * (1 - p) / n)).all()  # 4 se
+    np.testing.assert_allclose(tab["z"], (tab["monte_carlo"] - p) / np.sqrt(p * (1 - p) / n))
+    np.testing.assert_allclose(tab["abs_diff"], np.abs(tab["monte_carlo"] - p))
+    assert (tab["threshold"] == tab["true_count"] + tab["gap"]).all()
+
+
+# --------------------------------------------------------------------------- composition
+def test_advanced_composition_hand_computed():
+    # eps = 0.1, k = 100, delta' = 1e-5: sqrt(200 ln 1e5) * 0.1 + 100 * 0.1 * (e^0.1 - 1)
+    #   = 47.98525 * 0.1 + 10 * 0.1051709 = 4.798525 + 1.051709 = 5.850234
+    assert dp.advanced_composition(0.1, 100, 1e-5) == pytest.approx(5.850234, rel=1e-6)
+    # k = 1, eps = 1, delta' = e^-2: sqrt(2 * 2) + (e - 1) = 2 + 1.718282
+    assert dp.advanced_composition(1.0, 1, math.exp(-2)) == pytest.approx(3.718282, rel=1e-6)
+    ks = [1, 10, 100, 1_000, 10_000]
+    adv = [dp.advanced_composition(0.01, k, 1e-6) for k in ks]
+    assert np.all(np.diff(adv) > 0)
+    assert adv[0] > 0.01 * 1
+    assert adv[-1] < 0.01 * 10_000
+    # grows like sqrt(k) while k eps (e^eps - 1) is small: 100x the queries, ~10x the loss
+    assert 9 < dp.advanced_composition(1e-4, 10**6, 1e-6) / dp.advanced_composition(
+        1e-4, 10**4, 1e-6) < 11
 
 
 # --------------------------------------------------------------------------- budget
@@ -153,14 +342,17 @@ def test_budget_exact_spend_and_ledger():
     budget = dp.PrivacyBudget(1.0)
     assert budget.spend(0.3, "total") == pytest.approx(0.7)
     assert budget.spend(0.7, "mean") == 0.0
-    assert budget.remaining == 0.0 and budget.spent == pytest.approx(1.0)
+    assert budget.remaining == 0.0
+    assert budget.spent == pytest.approx(1.0)
     led = budget.ledger
     assert list(led.columns) == ["label", "epsilon", "cumulative", "remaining"]
     assert led["label"].tolist() == ["total", "mean"]
-    assert led["cumulative"].iloc[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(led["cumulative"], [0.3, 1.0])
+    np.testing.assert_allclose(led["remaining"], [0.7, 0.0])
     with pytest.raises(dp.BudgetExceededError, match="not answered"):
         budget.spend(1e-6, "one more")
     assert len(budget.ledger) == 2  # refused query not recorded
+    assert repr(budget) == ("PrivacyBudget(total_epsilon=1, spent=1, remaining=0, queries=2)")
 
 
 def test_budget_floating_point_sums():
@@ -171,10 +363,16 @@ def test_budget_floating_point_sums():
     assert not budget.can_spend(1e-6)
     b3 = dp.PrivacyBudget(0.3)
     b3.spend(0.1, "a")
+    assert b3.can_spend(0.2)
+    assert not b3.can_spend(0.21)
     b3.spend(0.2, "b")  # 0.1 + 0.2 = 0.30000000000000004
     assert b3.remaining == 0.0
     with pytest.raises(dp.BudgetExceededError):
         b3.spend(0.01, "c")
+    strict = dp.PrivacyBudget(1.0, rel_tol=0.0)
+    strict.spend(0.5, "a")
+    assert strict.remaining == 0.5
+    assert not strict.can_spend(0.5 + 1e-12)
 
 
 def test_budget_refusal_runs_nothing_and_rolls_back(rng):
@@ -186,169 +384,67 @@ def test_budget_refusal_runs_nothing_and_rolls_back(rng):
         return dp.laplace_mechanism(value, 1.0, epsilon, rng)
 
     out = budget.answer("count", 0.4, mech, 10.0)
-    assert isinstance(out, float) and calls == [0.4]
+    assert isinstance(out, float)
+    assert calls == [0.4]
     with pytest.raises(dp.BudgetExceededError):
         budget.answer("count again", 0.4, mech, 10.0)
     assert calls == [0.4]  # the refused mechanism never ran
     with pytest.raises(ValueError, match="value"):
         budget.answer("bad", 0.1, mech, float("nan"))
     assert budget.spent == pytest.approx(0.4)  # failed release rolled back
+    assert budget.ledger["label"].tolist() == ["count"]
 
 
 # --------------------------------------------------------------------------- empirical check
 def test_empirical_log_ratio_bounded_for_correct_and_broken_for_wrong_sensitivity():
-    rng = np.random.default_rng(5)
     eps, n = 1.0, 400_000
-    a = dp.laplace_mechanism(10.0, 1.0, eps, rng, size=n)
-    b = dp.laplace_mechanism(9.0, 1.0, eps, rng, size=n)
+    a = dp.laplace_mechanism(10.0, 1.0, eps, 51, size=n)
+    b = dp.laplace_mechanism(9.0, 1.0, eps, 52, size=n)
     tab = dp.empirical_log_ratio(a, b, np.linspace(0, 20, 41), min_count=2000)
     assert len(tab) > 5
-    assert np.all(np.abs(tab["log_ratio"]) <= eps + 4 * tab["se"])
-    c = dp.laplace_mechanism(5.0, 1.0, eps, rng, size=n)  # real change 5, claimed 1
+    assert np.all(np.abs(tab["log_ratio"]) <= eps + 4 * tab["se"])  # 4 standard errors
+    # in the right tail the log ratio is exactly eps * (10 - 9) = 1 (bins above both centres)
+    right = tab[tab["left"] >= 10.0]
+    assert np.all(np.abs(right["log_ratio"] - 1.0) < 4 * right["se"])
+    c = dp.laplace_mechanism(5.0, 1.0, eps, 53, size=n)  # real change 5, claimed 1
     tab2 = dp.empirical_log_ratio(a, c, np.linspace(0, 20, 41), min_count=2000)
     assert tab2["log_ratio"].abs().max() > eps + 10 * tab2["se"].max()
 
 
+def test_empirical_log_ratio_hand_case():
+    tab = dp.empirical_log_ratio([0.5, 0.5, 1.5, 1.5], [0.5, 1.5, 1.5, 1.5], [0, 1, 2],
+                                 min_count=1)
+    np.testing.assert_allclose(tab["log_ratio"], [math.log(2), math.log(2 / 3)])
+    np.testing.assert_allclose(tab["se"], [math.sqrt(1 / 2 - 1 / 4 + 1 - 1 / 4),
+                                           math.sqrt(1 / 2 - 1 / 4 + 1 / 3 - 1 / 4)])
+    assert tab["count_a"].tolist() == [2, 2]
+    assert tab["count_b"].tolist() == [1, 3]
+    assert len(dp.empirical_log_ratio([0.5], [0.5, 1.5], [0, 1, 2], min_count=1)) == 1
+
+
 def test_clipping_tradeoff():
     x = np.array([1.0, 2.0, 10.0, np.nan])
-    tab = dp.clipping_tradeoff(x, [1.0, 5.0, 20.0], 1.0, missing="drop")
+    tab = dp.clipping_tradeoff(x, [1.0, 5.0, 20.0], 0.5, missing="drop")
     assert tab["bias"].tolist() == [10.0, 5.0, 0.0]
     assert tab["n_clipped"].tolist() == [2, 1, 0]
-    np.testing.assert_allclose(tab["noise_sd"], np.sqrt(2) * tab["B"])
-
-
-# --------------------------------------------------------------------------- bad inputs
-@pytest.mark.parametrize("eps", [0, -1, float("nan"), float("inf")])
-def test_bad_epsilon(eps, rng):
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.laplace_scale(1.0, eps)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.laplace_mechanism(1.0, 1.0, eps, rng)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.noisy_sum([1.0], 0, 1, eps, rng)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.noisy_mean([1.0], 0, 1, eps, rng, n=1)
-    with pytest.raises(ValueError, match="epsilon_count"):
-        dp.noisy_mean_unknown_n([1.0], 0, 1, eps, 1.0, rng)
-    with pytest.raises(ValueError, match="epsilon_sum"):
-        dp.noisy_mean_unknown_n([1.0], 0, 1, 1.0, eps, rng)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.prob_noisy_count_exceeds(1, 1, eps)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.noisy_count([1.0], eps, rng)
-    with pytest.raises(ValueError, match="total_epsilon"):
-        dp.PrivacyBudget(eps)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.PrivacyBudget(1.0).spend(eps, "q")
-
-
-@pytest.mark.parametrize("sens", [-1.0, float("nan"), float("inf")])
-def test_bad_sensitivity(sens, rng):
-    with pytest.raises(ValueError, match="sensitivity"):
-        dp.laplace_scale(sens, 1.0)
-    with pytest.raises(ValueError, match="sensitivity"):
-        dp.laplace_mechanism(1.0, sens, 1.0, rng)
-    with pytest.raises(ValueError, match="sensitivity"):
-        dp.prob_noisy_count_exceeds(1, 1, 1.0, sensitivity=sens)
-
-
-def test_bad_types(rng):
-    with pytest.raises(TypeError, match="epsilon"):
-        dp.laplace_scale(1.0, "1")
-    with pytest.raises(TypeError, match="sensitivity"):
-        dp.laplace_scale(None, 1.0)
-    with pytest.raises(TypeError, match="epsilon"):
-        dp.laplace_scale(1.0, True)
-    with pytest.raises(TypeError, match="rng"):
-        dp.laplace_mechanism(1.0, 1.0, 1.0, 42)
-    with pytest.raises(TypeError, match="rng"):
-        dp.noisy_sum([1.0], 0, 1, 1.0, np.random.RandomState(0))
-    with pytest.raises(TypeError, match="values"):
-        dp.clipped_sum("abc", 0, 1)
-    with pytest.raises(TypeError, match="values"):
-        dp.clipped_sum(["a", "b"], 0, 1)
-    with pytest.raises(TypeError, match="label"):
-        dp.PrivacyBudget(1.0).spend(0.1, 3)
-    with pytest.raises(TypeError, match="mechanism"):
-        dp.PrivacyBudget(1.0).answer("q", 0.1, "not callable")
-
-
-def test_bad_values_and_bounds(rng):
-    with pytest.raises(ValueError, match="lower must be <= upper"):
-        dp.clipped_sum([1.0], 5, 1)
-    with pytest.raises(ValueError, match="lower must be <= upper"):
-        dp.noisy_sum([1.0], 5, 1, 1.0, rng)
-    with pytest.raises(ValueError, match="upper"):
-        dp.noisy_mean([1.0], 0, float("nan"), 1.0, rng, n=1)
-    with pytest.raises(ValueError, match="lower"):
-        dp.clipped_sum([1.0], float("-inf"), 1)
-    with pytest.raises(ValueError, match="empty"):
-        dp.clipped_sum([], 0, 1)
-    with pytest.raises(ValueError, match="non-missing"):
-        dp.noisy_sum([np.nan, np.nan], 0, 1, 1.0, rng, missing="drop")
-    with pytest.raises(ValueError, match="missing"):
-        dp.noisy_sum([1.0, np.nan], 0, 1, 1.0, rng)
-    with pytest.raises(ValueError, match="missing must be"):
-        dp.noisy_sum([1.0], 0, 1, 1.0, rng, missing="zero")
-    with pytest.raises(ValueError, match="infinite"):
-        dp.clipped_sum([1.0, np.inf], 0, 1)
-    with pytest.raises(ValueError, match="one-dimensional"):
-        dp.clipped_sum(np.ones((2, 2)), 0, 1)
-    with pytest.raises(ValueError, match="value"):
-        dp.laplace_mechanism(float("nan"), 1.0, 1.0, rng)
-    with pytest.raises(ValueError, match="value"):
-        dp.laplace_mechanism(np.array([1.0, np.nan]), 1.0, 1.0, rng)
-    with pytest.raises(ValueError, match="size"):
-        dp.laplace_mechanism(1.0, 1.0, 1.0, rng, size=0)
-    with pytest.raises(ValueError, match="size"):
-        dp.laplace_mechanism(np.ones(3), 1.0, 1.0, rng, size=10)
-    with pytest.raises(ValueError, match="n must be"):
-        dp.noisy_mean([1.0], 0, 1, 1.0, rng, n=0)
-    with pytest.raises(ValueError, match="true_count"):
-        dp.prob_noisy_count_exceeds(np.nan, 1, 1.0)
-    with pytest.raises(ValueError, match="threshold"):
-        dp.prob_noisy_count_exceeds(1, np.inf, 1.0)
-    with pytest.raises(ValueError, match="threshold"):
-        dp.count_above([1.0], float("nan"))
-    with pytest.raises(ValueError, match="n_draws"):
-        dp.monte_carlo_exceeds(1, 1, 1.0, rng, n_draws=0)
-    with pytest.raises(ValueError, match="label"):
-        dp.PrivacyBudget(1.0).spend(0.1, "  ")
-    with pytest.raises(ValueError, match="rel_tol"):
-        dp.PrivacyBudget(1.0, rel_tol=0.5)
-    with pytest.raises(ValueError, match="bounds"):
-        dp.clipping_tradeoff([1.0], [0.0], 1.0)
-    with pytest.raises(ValueError, match="values must be >= 0"):
-        dp.clipping_tradeoff([-1.0], [1.0], 1.0)
-    with pytest.raises(ValueError, match="bins"):
-        dp.empirical_log_ratio([1.0], [1.0], [1.0, 0.0])
-    with pytest.raises(ValueError, match="samples_a"):
-        dp.empirical_log_ratio([], [1.0], [0.0, 1.0])
-    with pytest.raises(ValueError, match="min_count"):
-        dp.empirical_log_ratio([1.0], [1.0], [0.0, 1.0], min_count=0)
+    np.testing.assert_allclose(tab["noise_sd"], np.sqrt(2) * tab["B"] / 0.5)
+    np.testing.assert_allclose(tab["rmse"], np.hypot(tab["bias"], tab["noise_sd"]))
 
 
 # --------------------------------------------------------------------------- notebook helpers
 def test_dp_clip_bound_picks_quantile_with_little_noise():
     x = np.concatenate([np.full(9_890, 10.0), np.full(110, 150.0)])  # 1.1% above 50 and 100
-    bound, table = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, np.random.default_rng(0))
+    bound, table = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, 0)
     assert bound == 200  # smallest candidate with <= 1% above it (noise scale 0.02)
-    assert table["noisy_count"].sum() == pytest.approx(10_000, abs=1)
-    bound95, _ = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, np.random.default_rng(0), 0.95)
+    np.testing.assert_allclose(table["noisy_count"], [9_890, 0, 110, 0, 0], atol=0.5)
+    bound95, _ = dp.dp_clip_bound(x, [50, 100, 200, 400], 50.0, 0, 0.95)
     assert bound95 == 50
-    assert len(table) == 5 and table["bin"].iloc[-1] == "> 400"
-    # nothing qualifies (everyone above the grid): the largest candidate
-    big, _ = dp.dp_clip_bound(np.full(1000, 1e6), [1, 2], 50.0, np.random.default_rng(0))
-    assert big == 2
-
-
-def test_dp_clip_bound_bad_inputs(rng):
-    with pytest.raises(ValueError, match="candidates"):
-        dp.dp_clip_bound([1.0], [2, 1], 1.0, rng)
-    with pytest.raises(ValueError, match="quantile"):
-        dp.dp_clip_bound([1.0], [1, 2], 1.0, rng, quantile=1.0)
-    with pytest.raises(ValueError, match="epsilon"):
-        dp.dp_clip_bound([1.0], [1, 2], 0.0, rng)
+    assert table["bin"].tolist() == ["<= 50", "(50, 100]", "(100, 200]", "(200, 400]", "> 400"]
+    big, _ = dp.dp_clip_bound(np.full(1000, 1e6), [1, 2], 50.0, 0)
+    assert big == 2  # nothing qualifies (everyone above the grid): the largest candidate
+    edge, tab_edge = dp.dp_clip_bound(np.array([50.0] * 10), [50, 100], 50.0, 0)
+    assert edge == 50
+    assert tab_edge["noisy_count"].iloc[0] == pytest.approx(10, abs=0.5)
 
 
 def test_optimal_split_minimises_objective():
@@ -358,30 +454,253 @@ def test_optimal_split_minimises_objective():
         g = a1 / s**2 + a2 / (1 - s) ** 2
         assert share == pytest.approx(s[np.argmin(g)], abs=2e-5)
     assert dp.optimal_split(8.0, 1.0) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match="a1"):
-        dp.optimal_split(0.0, 1.0)
-    with pytest.raises(ValueError, match="a2"):
-        dp.optimal_split(1.0, -1.0)
+    assert dp.optimal_split(1.0, 27.0) == pytest.approx(1 / 4)
 
 
 def test_noise_table_matches_theory(rng):
     tab, draws = dp.noise_table(1000.0, 10.0, [0.5, 2.0], rng, n_draws=50_000)
-    assert list(draws) == [0.5, 2.0] and draws[0.5].shape == (50_000,)
+    assert list(draws) == [0.5, 2.0]
+    assert draws[0.5].shape == (50_000,)
     np.testing.assert_allclose(tab["scale"], [20.0, 5.0])
-    np.testing.assert_allclose(tab["sd"], tab["sd_theory"], rtol=0.03)
-    np.testing.assert_allclose(tab["mean_abs_rel_error"], tab["rel_error_theory"], rtol=0.03)
-    with pytest.raises(ValueError, match="true_value"):
-        dp.noise_table(0.0, 1.0, [1.0], rng)
-    with pytest.raises(ValueError, match="n_draws"):
-        dp.noise_table(1.0, 1.0, [1.0], rng, n_draws=1)
+    np.testing.assert_allclose(tab["sd_theory"], np.sqrt(2) * np.array([20.0, 5.0]))
+    np.testing.assert_allclose(tab["rel_error_theory"], [0.02, 0.005])
+    # sd of 50,000 Laplace draws: relative se sqrt(5/4 / N) = 0.5%; 3% is 6 se
+    np.testing.assert_allclose(tab["sd"], np.sqrt(2) * np.array([20.0, 5.0]), rtol=0.03)
+    np.testing.assert_allclose(tab["mean_abs_rel_error"], [0.02, 0.005], rtol=0.03)
+    assert ks_p(draws[0.5], 1000.0, 20.0) > KS_PASS
+    assert ks_p(draws[2.0], 1000.0, 5.0) > KS_PASS
+    np.testing.assert_allclose(tab["mean"], [draws[0.5].mean(), draws[2.0].mean()])
+    assert (tab["true"] == 1000.0).all()
 
 
-def test_exceed_table_agrees_within_4_se():
-    tab = dp.exceed_table(
-        {"a": 10, "b": 200}, [-3, 0, 3, 50], [0.1, 1.0], np.random.default_rng(3), 200_000
-    )
-    assert len(tab) == 16
-    assert (tab["z"].abs() < 4).all()  # se from the closed form: never 0 here
-    assert (tab["threshold"] == tab["true_count"] + tab["gap"]).all()
-    with pytest.raises(ValueError, match="counts"):
-        dp.exceed_table({}, [0], [1.0], np.random.default_rng(0))
+# --------------------------------------------------------------------------- bad inputs
+BAD_EPSILONS = [(0, ValueError), (-1, ValueError), (float("nan"), ValueError),
+                (float("inf"), ValueError), ("1", TypeError), (True, TypeError), (None, TypeError)]
+
+
+@pytest.mark.parametrize(("eps", "exc"), BAD_EPSILONS)
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda e: dp.laplace_scale(1.0, e), "epsilon"),
+    (lambda e: dp.laplace_mechanism(1.0, 1.0, e, 0), "epsilon"),
+    (lambda e: dp.noisy_sum([1.0], 0, 1, e, 0), "epsilon"),
+    (lambda e: dp.noisy_mean([1.0], 0, 1, e, 0, n=1), "epsilon"),
+    (lambda e: dp.noisy_count([1.0], e, 0), "epsilon"),
+    (lambda e: dp.noisy_mean_unknown_n([1.0], 0, 1, e, 1.0, 0), "epsilon_count"),
+    (lambda e: dp.noisy_mean_unknown_n([1.0], 0, 1, 1.0, e, 0), "epsilon_sum"),
+    (lambda e: dp.prob_noisy_count_exceeds(1, 1, e), "epsilon"),
+    (lambda e: dp.monte_carlo_exceeds(1, 1, e, 0, n_draws=10), "epsilon"),
+    (lambda e: dp.dp_clip_bound([1.0], [1, 2], e, 0), "epsilon"),
+    (lambda e: dp.clipping_tradeoff([1.0], [1.0], e), "epsilon"),
+    (lambda e: dp.advanced_composition(e, 10, 1e-6), "epsilon"),
+    (lambda e: dp.PrivacyBudget(e), "total_epsilon"),
+    (lambda e: dp.PrivacyBudget(1.0).spend(e, "q"), "epsilon"),
+    (lambda e: dp.PrivacyBudget(1.0).can_spend(e), "epsilon"),
+])
+def test_bad_epsilon(call, name, eps, exc):
+    with pytest.raises(exc, match=name):
+        call(eps)
+
+
+@pytest.mark.parametrize(("seed", "exc"), [(1.5, TypeError), (-1, ValueError),
+                                           ("0", TypeError), (True, TypeError),
+                                           (np.random.RandomState(0), TypeError)])
+@pytest.mark.parametrize("call", [
+    lambda s: dp.laplace_mechanism(1.0, 1.0, 1.0, s),
+    lambda s: dp.noisy_sum([1.0], 0, 1, 1.0, s),
+    lambda s: dp.noisy_count([1.0], 1.0, s),
+    lambda s: dp.noisy_mean([1.0], 0, 1, 1.0, s, n=1),
+    lambda s: dp.noisy_mean_unknown_n([1.0], 0, 1, 1.0, 1.0, s),
+    lambda s: dp.monte_carlo_exceeds(1, 1, 1.0, s, n_draws=10),
+    lambda s: dp.dp_clip_bound([1.0], [1, 2], 1.0, s),
+    lambda s: dp.noise_table(1.0, 1.0, [1.0], s, n_draws=10),
+    lambda s: dp.exceed_table({"a": 1}, [0], [1.0], s, n_draws=10),
+])
+def test_bad_seed(call, seed, exc):
+    with pytest.raises(exc, match="seed"):
+        call(seed)
+
+
+@pytest.mark.parametrize(("sens", "exc"), [(-1.0, ValueError), (float("nan"), ValueError),
+                                           (float("inf"), ValueError), ("1", TypeError)])
+@pytest.mark.parametrize("call", [
+    lambda s: dp.laplace_scale(s, 1.0),
+    lambda s: dp.laplace_mechanism(1.0, s, 1.0, 0),
+    lambda s: dp.prob_noisy_count_exceeds(1, 1, 1.0, sensitivity=s),
+    lambda s: dp.monte_carlo_exceeds(1, 1, 1.0, 0, n_draws=10, sensitivity=s),
+    lambda s: dp.noise_table(1.0, s, [1.0], 0, n_draws=10),
+])
+def test_bad_sensitivity(call, sens, exc):
+    with pytest.raises(exc, match="sensitivity"):
+        call(sens)
+
+
+@pytest.mark.parametrize(("values", "exc", "match"), [
+    ("abc", TypeError, "values must be an array-like"),
+    (None, TypeError, "values must be an array-like"),
+    (3.0, TypeError, "values must be an array-like"),
+    (["a", "b"], TypeError, "values must hold real numbers"),
+    ([True, False], TypeError, "values must hold real numbers"),
+    (pd.Series(["a", "b"]), TypeError, "values must hold real numbers"),
+    (np.ones((2, 2)), ValueError, "values must be 1-D"),
+    ([], ValueError, "values must not be empty"),
+    ([1.0, np.inf], ValueError, "values must hold finite numbers"),
+    ([1.0, -np.inf], ValueError, "values must hold finite numbers"),
+    ([np.nan, np.nan], ValueError, "non-missing"),
+])
+@pytest.mark.parametrize("call", [
+    lambda v: dp.split_missing(v, missing="drop"),
+    lambda v: dp.clipped_sum(v, 0, 1, missing="drop"),
+    lambda v: dp.noisy_sum(v, 0, 1, 1.0, 0, missing="drop"),
+    lambda v: dp.noisy_count(v, 1.0, 0, missing="drop"),
+    lambda v: dp.noisy_mean_unknown_n(v, 0, 1, 1.0, 1.0, 0, missing="drop"),
+    lambda v: dp.count_above(v, 0.5, missing="drop"),
+    lambda v: dp.dp_clip_bound(v, [1, 2], 1.0, 0, missing="drop"),
+    lambda v: dp.clipping_tradeoff(v, [1.0], 1.0, missing="drop"),
+])
+def test_bad_values(call, values, exc, match):
+    with pytest.raises(exc, match=match):
+        call(values)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: dp.split_missing([1.0], missing=m),
+    lambda m: dp.clipped_sum([1.0], 0, 1, missing=m),
+    lambda m: dp.noisy_sum([1.0], 0, 1, 1.0, 0, missing=m),
+    lambda m: dp.noisy_mean([1.0], 0, 1, 1.0, 0, n=1, missing=m),
+    lambda m: dp.count_above([1.0], 0.5, missing=m),
+])
+@pytest.mark.parametrize("policy", ["zero", None, "Drop"])
+def test_bad_missing_policy(call, policy):
+    with pytest.raises(ValueError, match="missing must be one of"):
+        call(policy)
+
+
+@pytest.mark.parametrize(("lower", "upper", "exc", "match"), [
+    (5, 1, ValueError, "upper must be a number >= 5"),
+    (0, float("nan"), ValueError, "upper"),
+    (float("-inf"), 1, ValueError, "lower"),
+    ("0", 1, TypeError, "lower"),
+    (0, None, TypeError, "upper"),
+])
+@pytest.mark.parametrize("call", [
+    lambda lo, hi: dp.clipped_sum([1.0], lo, hi),
+    lambda lo, hi: dp.sum_sensitivity(lo, hi),
+    lambda lo, hi: dp.noisy_sum([1.0], lo, hi, 1.0, 0),
+    lambda lo, hi: dp.noisy_mean([1.0], lo, hi, 1.0, 0, n=1),
+    lambda lo, hi: dp.noisy_mean_unknown_n([1.0], lo, hi, 1.0, 1.0, 0),
+])
+def test_bad_bounds(call, lower, upper, exc, match):
+    with pytest.raises(exc, match=match):
+        call(lower, upper)
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), [
+    # laplace_mechanism
+    (lambda: dp.laplace_mechanism(float("nan"), 1.0, 1.0, 0), ValueError, "value"),
+    (lambda: dp.laplace_mechanism(np.inf, 1.0, 1.0, 0), ValueError, "value"),
+    (lambda: dp.laplace_mechanism([1.0, np.nan], 1.0, 1.0, 0), ValueError, "value"),
+    (lambda: dp.laplace_mechanism("abc", 1.0, 1.0, 0), TypeError, "value"),
+    (lambda: dp.laplace_mechanism(None, 1.0, 1.0, 0), TypeError, "value"),
+    (lambda: dp.laplace_mechanism([], 1.0, 1.0, 0), ValueError, "value must not be empty"),
+    (lambda: dp.laplace_mechanism(1.0, 1.0, 1.0, 0, size=0), ValueError, "size"),
+    (lambda: dp.laplace_mechanism(1.0, 1.0, 1.0, 0, size=-3), ValueError, "size"),
+    (lambda: dp.laplace_mechanism(1.0, 1.0, 1.0, 0, size=2.0), TypeError, "size"),
+    (lambda: dp.laplace_mechanism(np.ones(3), 1.0, 1.0, 0, size=10), ValueError, "size"),
+    (lambda: dp.noisy_sum([1.0], 0, 1, 1.0, 0, size=0), ValueError, "size"),
+    (lambda: dp.noisy_count([1.0], 1.0, 0, size=1.5), TypeError, "size"),
+    # error bound
+    (lambda: dp.laplace_error_bound(-1.0, 0.05), ValueError, "scale"),
+    (lambda: dp.laplace_error_bound(np.nan, 0.05), ValueError, "scale"),
+    (lambda: dp.laplace_error_bound("1", 0.05), TypeError, "scale"),
+    (lambda: dp.laplace_error_bound(1.0, 0.0), ValueError, "alpha"),
+    (lambda: dp.laplace_error_bound(1.0, 1.0), ValueError, "alpha"),
+    (lambda: dp.laplace_error_bound(1.0, -0.1), ValueError, "alpha"),
+    (lambda: dp.laplace_error_bound(1.0, float("nan")), ValueError, "alpha"),
+    (lambda: dp.laplace_error_bound(1.0, "0.05"), TypeError, "alpha"),
+    # advanced composition
+    (lambda: dp.advanced_composition(0.1, 0, 1e-6), ValueError, "k must be an integer >= 1"),
+    (lambda: dp.advanced_composition(0.1, 2.0, 1e-6), TypeError, "k must be an integer"),
+    (lambda: dp.advanced_composition(0.1, 10, 0.0), ValueError, "delta_prime"),
+    (lambda: dp.advanced_composition(0.1, 10, 1.0), ValueError, "delta_prime"),
+    (lambda: dp.advanced_composition(0.1, 10, "1e-6"), TypeError, "delta_prime"),
+    # noisy_mean's public n
+    (lambda: dp.noisy_mean([1.0], 0, 1, 1.0, 0, n=0), ValueError, "n must be an integer >= 1"),
+    (lambda: dp.noisy_mean([1.0], 0, 1, 1.0, 0, n=1.0), TypeError, "n must be an integer"),
+    (lambda: dp.noisy_mean([1.0], 0, 1, 1.0, 0, n=True), TypeError, "n must be an integer"),
+    (lambda: dp.noisy_mean([1.0, 2.0], 0, 1, 1.0, 0, n=1), ValueError, "n must equal"),
+    # exceed probability and its Monte Carlo
+    (lambda: dp.prob_noisy_count_exceeds(np.nan, 1, 1.0), ValueError, "true_count"),
+    (lambda: dp.prob_noisy_count_exceeds([1, np.inf], 1, 1.0), ValueError, "true_count"),
+    (lambda: dp.prob_noisy_count_exceeds(1, np.inf, 1.0), ValueError, "threshold"),
+    (lambda: dp.prob_noisy_count_exceeds(1, "a", 1.0), TypeError, "threshold"),
+    (lambda: dp.prob_noisy_count_exceeds(1, 1, [1.0, 0.0]), ValueError, "epsilon"),
+    (lambda: dp.prob_noisy_count_exceeds(1, 1, [1.0, -2.0]), ValueError, "epsilon"),
+    (lambda: dp.prob_noisy_count_exceeds([1, 2], [1, 2, 3], 1.0), ValueError, "broadcast"),
+    (lambda: dp.monte_carlo_exceeds(np.nan, 1, 1.0, 0), ValueError, "true_count"),
+    (lambda: dp.monte_carlo_exceeds(1, None, 1.0, 0), TypeError, "threshold"),
+    (lambda: dp.monte_carlo_exceeds(1, 1, 1.0, 0, n_draws=0), ValueError, "n_draws"),
+    (lambda: dp.monte_carlo_exceeds(1, 1, 1.0, 0, n_draws=1.5), TypeError, "n_draws"),
+    (lambda: dp.monte_carlo_exceeds(1, 1, 1.0, 0, chunk=0), ValueError, "chunk"),
+    (lambda: dp.count_above([1.0], float("nan")), ValueError, "threshold"),
+    (lambda: dp.count_above([1.0], "1"), TypeError, "threshold"),
+    # exceed_table
+    (lambda: dp.exceed_table({}, [0], [1.0], 0), ValueError, "counts must be a non-empty"),
+    (lambda: dp.exceed_table([10], [0], [1.0], 0), TypeError, "counts must be a dict"),
+    (lambda: dp.exceed_table({"a": -1}, [0], [1.0], 0), ValueError, r"counts\['a'\]"),
+    (lambda: dp.exceed_table({"a": "x"}, [0], [1.0], 0), TypeError, r"counts\['a'\]"),
+    (lambda: dp.exceed_table({"a": 1}, [], [1.0], 0), ValueError, "gaps must not be empty"),
+    (lambda: dp.exceed_table({"a": 1}, [0], [], 0), ValueError, "epsilons must not be empty"),
+    (lambda: dp.exceed_table({"a": 1}, [[0]], [1.0], 0), ValueError, "gaps must be 1-D"),
+    (lambda: dp.exceed_table({"a": 1}, [0], [0.0], 0), ValueError, "epsilons must hold"),
+    (lambda: dp.exceed_table({"a": 1}, [np.nan], [1.0], 0), ValueError, "gaps"),
+    (lambda: dp.exceed_table({"a": 1}, [0], [1.0], 0, n_draws=0), ValueError, "n_draws"),
+    # noise_table
+    (lambda: dp.noise_table(0.0, 1.0, [1.0], 0), ValueError, "true_value"),
+    (lambda: dp.noise_table(np.nan, 1.0, [1.0], 0), ValueError, "true_value"),
+    (lambda: dp.noise_table(1.0, 1.0, [1.0], 0, n_draws=1), ValueError, "n_draws"),
+    (lambda: dp.noise_table(1.0, 1.0, [1.0], 0, n_draws=2.0), TypeError, "n_draws"),
+    (lambda: dp.noise_table(1.0, 1.0, [], 0), ValueError, "epsilons must not be empty"),
+    (lambda: dp.noise_table(1.0, 1.0, [0.0], 0), ValueError, "epsilon"),
+    (lambda: dp.noise_table(1.0, 1.0, "abc", 0), TypeError, "epsilons"),
+    # clipping_tradeoff
+    (lambda: dp.clipping_tradeoff([1.0], [0.0], 1.0), ValueError, "bounds must hold numbers > 0"),
+    (lambda: dp.clipping_tradeoff([1.0], [], 1.0), ValueError, "bounds must not be empty"),
+    (lambda: dp.clipping_tradeoff([1.0], [np.nan], 1.0), ValueError, "bounds"),
+    (lambda: dp.clipping_tradeoff([-1.0], [1.0], 1.0), ValueError, "values must be >= 0"),
+    # empirical_log_ratio
+    (lambda: dp.empirical_log_ratio([1.0], [1.0], [1.0, 0.0]), ValueError, "bins"),
+    (lambda: dp.empirical_log_ratio([1.0], [1.0], [1.0]), ValueError, "bins"),
+    (lambda: dp.empirical_log_ratio([1.0], [1.0], [0.0, 0.0]), ValueError, "bins"),
+    (lambda: dp.empirical_log_ratio([], [1.0], [0.0, 1.0]), ValueError, "samples_a"),
+    (lambda: dp.empirical_log_ratio([1.0], [np.nan], [0.0, 1.0]), ValueError, "samples_b"),
+    (lambda: dp.empirical_log_ratio([1.0], np.ones((2, 2)), [0.0, 1.0]), ValueError,
+     "samples_b"),
+    (lambda: dp.empirical_log_ratio([1.0], [1.0], [0.0, 1.0], min_count=0), ValueError,
+     "min_count"),
+    (lambda: dp.empirical_log_ratio([1.0], [1.0], [0.0, 1.0], min_count=1.0), TypeError,
+     "min_count"),
+    # dp_clip_bound
+    (lambda: dp.dp_clip_bound([1.0], [2, 1], 1.0, 0), ValueError, "candidates"),
+    (lambda: dp.dp_clip_bound([1.0], [1, 1], 1.0, 0), ValueError, "candidates"),
+    (lambda: dp.dp_clip_bound([1.0], [], 1.0, 0), ValueError, "candidates must not be empty"),
+    (lambda: dp.dp_clip_bound([1.0], [1, np.nan], 1.0, 0), ValueError, "candidates"),
+    (lambda: dp.dp_clip_bound([1.0], [1, 2], 1.0, 0, quantile=1.0), ValueError, "quantile"),
+    (lambda: dp.dp_clip_bound([1.0], [1, 2], 1.0, 0, quantile=0.0), ValueError, "quantile"),
+    (lambda: dp.dp_clip_bound([1.0], [1, 2], 1.0, 0, quantile="q"), TypeError, "quantile"),
+    # optimal_split
+    (lambda: dp.optimal_split(0.0, 1.0), ValueError, "a1"),
+    (lambda: dp.optimal_split(1.0, -1.0), ValueError, "a2"),
+    (lambda: dp.optimal_split(np.nan, 1.0), ValueError, "a1"),
+    (lambda: dp.optimal_split(1.0, "2"), TypeError, "a2"),
+    # PrivacyBudget
+    (lambda: dp.PrivacyBudget(1.0, rel_tol=0.5), ValueError, "rel_tol"),
+    (lambda: dp.PrivacyBudget(1.0, rel_tol=-1e-9), ValueError, "rel_tol"),
+    (lambda: dp.PrivacyBudget(1.0, rel_tol="0"), TypeError, "rel_tol"),
+    (lambda: dp.PrivacyBudget(1.0).spend(0.1, 3), TypeError, "label"),
+    (lambda: dp.PrivacyBudget(1.0).spend(0.1, "  "), ValueError, "label"),
+    (lambda: dp.PrivacyBudget(1.0).answer("q", 0.1, "not callable"), TypeError, "mechanism"),
+    (lambda: dp.PrivacyBudget(0.1).spend(0.2, "q"), dp.BudgetExceededError, "not answered"),
+])
+def test_bad_inputs(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
