@@ -6,13 +6,22 @@
 
 Each notebook runs top to bottom in a fresh kernel of this Python (a clean Restart-and-Run-All)
 with ``notebooks/`` as the working directory. One line per notebook reports the outcome and the
-wall time; the run stops at the first failing cell and names it.
+wall time; the run stops at the first failing cell and reports the notebook, the cell and the
+exception first, then the end of the traceback (colour codes removed).
+
+With ``--out DIR`` nothing tracked changes: the executed notebooks, their HTML (maths rendered by
+a local MathJax copied to ``DIR/mathjax``, so it works offline) and the results files
+(``DIR/results``, through ``WORKBOOK_RESULTS`` unless that is set) all go under ``DIR``. Only
+``--inplace`` rewrites the notebooks and ``results/``. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,36 +29,117 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
+sys.path.insert(0, str(ROOT))
+
+from helpers.runtime import atomic_write, display_path  # noqa: E402 - no torch is loaded
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+#: MathJax 2 from the pinned PyPI package jupyter-server-mathjax, with its all-in-one config.
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook's cell raised; the message names the notebook, the cell and the exception."""
+
+
+def _kernel_manager():
+    """A kernel of this Python over IPC sockets: local only, and no "running over TCP without
+    encryption" warning in the middle of the progress lines."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+
+    # IPC socket files are named from ``ip``: make it absolute, as the kernel runs in notebooks/
+    sockets = Path(tempfile.mkdtemp(prefix="workbook-kernel-"))
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "ipc"))
 
 
 def execute(path: Path, timeout: int) -> tuple[object, float]:
+    """Run ``path`` top to bottom in a fresh kernel; return the executed notebook and seconds.
+
+    Raises:
+        NotebookFailed: a cell raised; the message starts with the notebook, the cell index
+            (counting all cells, as JupyterLab shows them) and the exception.
+    """
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    km = _kernel_manager()
+    client = NotebookClient(nb, timeout=timeout, km=km,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        raise NotebookFailed(failure_report(path, nb, exc)) from None
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=False)  # the client does not stop a kernel it was given
+        shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
     return nb, time.perf_counter() - start
 
 
-def results_table(markdown: bool = False) -> str:
+def failure_report(path: Path, nb, exc: Exception, tail: int = 3000) -> str:
+    """The notebook, the failing cell (index and first line), the exception, then the end of
+    the traceback, without ANSI colour codes."""
+    failing = None
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any(o.get("output_type") == "error"
+                                            for o in cell.get("outputs", [])):
+            failing = (index, cell)
+            break
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = ANSI.sub("", str(getattr(exc, "evalue", "")))
+    head = f"{display_path(path)}: "
+    if failing is not None:
+        index, cell = failing
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        head += f"cell {index} (execution {cell.get('execution_count')}, {first[:60]!r}) "
+    head += f"raised {ename}: {evalue}"
+    text = ANSI.sub("", str(exc))
+    if len(text) > tail:
+        text = "..." + text[-tail:]
+    return f"{head}\n\n{text}"
+
+
+def _mathjax_url(out: Path) -> str:
+    """Copy MathJax next to the HTML once and return the relative URL to load it from."""
+    import jupyter_server_mathjax
+
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = out / "mathjax"
+    if not (target / "MathJax.js").exists():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    return f"mathjax/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def results_table(markdown: bool = False, folder: Path | None = None) -> str:
+    """The metrics of every ``<folder>/*.json`` (default: ``WORKBOOK_RESULTS`` or results/)."""
+    folder = folder or _results_folder()
     rows = []
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         record = json.loads(path.read_text())
         for name, value in record["metrics"].items():
             rows.append((record["notebook"], name, value))
         if record.get("seconds") is not None:
             rows.append((record["notebook"], "seconds (setup to save_results)", record["seconds"]))
     if not rows:
-        return "no results yet (results/*.json is written by each notebook's last cells)"
+        return (f"no results in {display_path(folder)}/ yet (each notebook's last cells write "
+                f"them)")
     if markdown:
         lines = ["| notebook | metric | value |", "| --- | --- | --- |"]
         lines += [f"| {nb} | `{name}` | {_fmt(value)} |" for nb, name, value in rows]
         return "\n".join(lines)
     width = max(len(nb) for nb, _, _ in rows), max(len(name) for _, name, _ in rows)
-    return "\n".join(f"{nb:<{width[0]}}  {name:<{width[1]}}  {_fmt(value)}" for nb, name, value in rows)
+    return "\n".join(f"{nb:<{width[0]}}  {name:<{width[1]}}  {_fmt(value)}"
+                     for nb, name, value in rows)
+
+
+def _results_folder() -> Path:
+    value = os.environ.get("WORKBOOK_RESULTS", "").strip()
+    return RESULTS if not value else ROOT / Path(value).expanduser()
 
 
 def _fmt(value: float) -> str:
@@ -58,10 +148,10 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--out", type=Path, help="folder for executed copies and HTML")
+    mode.add_argument("--out", type=Path, help="folder for executed copies, HTML and results")
     mode.add_argument("--inplace", action="store_true", help="save outputs into the notebooks")
     mode.add_argument("--results-only", action="store_true", help="only print the results")
     parser.add_argument("--markdown", action="store_true", help="results as a Markdown table")
@@ -69,35 +159,38 @@ def main() -> int:
                         help="write the Markdown results table into README.md")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if not args.results_only:
         paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
         if not paths:
             print("no notebooks yet: nothing to run")
         out = None if args.inplace else (args.out or ROOT / "build").resolve()
+        if out is not None and not os.environ.get("WORKBOOK_RESULTS", "").strip():
+            os.environ["WORKBOOK_RESULTS"] = str(out / "results")  # the kernels inherit it
         for i, path in enumerate(paths, 1):
-            label = f"[{i}/{len(paths)}] {path.stem}"
-            print(f"{label} ...", end=" ", flush=True)
+            print(f"[{i}/{len(paths)}] {path.stem} ...", end=" ", flush=True)
             try:
                 nb, seconds = execute(path, args.timeout)
-            except Exception as exc:  # nbclient raises CellExecutionError with the cell
-                print("FAILED")
-                print(str(exc)[-3000:], file=sys.stderr)
+            except NotebookFailed as exc:
+                print("FAILED", flush=True)
+                print(f"\nFAILED {exc}", file=sys.stderr)
                 return 1
             import nbformat
-            from nbconvert import HTMLExporter
 
             if out is None:
-                nbformat.write(nb, path)
+                atomic_write(path, lambda p, nb=nb: nbformat.write(nb, p))
             else:
+                from nbconvert import HTMLExporter
+
                 out.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, out / path.name)
-                html, _ = HTMLExporter().from_notebook_node(nb)
-                (out / f"{path.stem}.html").write_text(html, encoding="utf-8")
+                atomic_write(out / path.name, lambda p, nb=nb: nbformat.write(nb, p))
+                html, _ = HTMLExporter(mathjax_url=_mathjax_url(out)).from_notebook_node(nb)
+                atomic_write(out / f"{path.stem}.html", html)
             print(f"ok ({seconds:.0f} s)", flush=True)
         if paths and out is not None:
-            print(f"executed notebooks and HTML in {out.relative_to(ROOT)}/")
+            print(f"executed notebooks and HTML (offline maths) in {display_path(out)}/, "
+                  f"results in {display_path(_results_folder())}/")
     if args.update_readme:
         update_readme(results_table(markdown=True))
         print("README.md results table updated")
@@ -107,16 +200,16 @@ def main() -> int:
     return 0
 
 
-def update_readme(table: str) -> None:
-    """Replace the text between the README's results markers with ``table``."""
-    readme = ROOT / "README.md"
+def update_readme(table: str, readme: Path | None = None) -> None:
+    """Replace the text between the README's results markers with ``table`` (atomically)."""
+    readme = readme or ROOT / "README.md"
     text = readme.read_text()
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     if start not in text or end not in text:
-        raise SystemExit(f"README.md lacks the markers {start} ... {end}")
+        raise SystemExit(f"{display_path(readme)} lacks the markers {start} ... {end}")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+    atomic_write(readme, f"{head}{start}\n{table}\n{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+"""scripts/run_notebooks.py and the nbval conftest, run the way `make run` and `make test` do.
+
+These run real kernels (a few seconds each; the Task 2 notebook about 20 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "run_notebooks.py"
+SMALL = ROOT / "notebooks" / "task2_dp_mechanisms.ipynb"
+#: What running the workbook could write to, among the tracked files.
+WRITABLE = ("results", "notebooks", "data", "README.md")
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import run_notebooks  # noqa: E402
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_RESULTS"}
+    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
+def _tracked_digests() -> dict[str, str]:
+    listed = subprocess.run(["git", "ls-files", "-z", "--", *WRITABLE], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    return {name: hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
+            for name in listed if name and (ROOT / name).is_file()}
+
+
+def _tiny_notebook(path: Path, failing: bool) -> Path:
+    cells = [nbformat.v4.new_markdown_cell("# A tiny notebook"),
+             nbformat.v4.new_code_cell("n_people = 3\nprint(n_people)")]
+    if failing:
+        cells.append(nbformat.v4.new_code_cell(
+            "import sys\nprint('\\x1b[31mcoloured\\x1b[0m', file=sys.stderr)\n"
+            "raise ValueError('planted failure: the data file is corrupted')"))
+    cells += [nbformat.v4.new_code_cell("print(n_people + 1)"),
+              nbformat.v4.new_markdown_cell("Maths: $e^{i\\pi} + 1 = 0$")]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
+                    reason="needs the git checkout")
+def test_make_run_outside_the_repository_leaves_tracked_files_unchanged(tmp_path):
+    before = _tracked_digests()
+    out = tmp_path / "out"  # outside the repository: used to crash after writing
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), str(SMALL)],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _tracked_digests() == before  # results/ and the notebooks untouched
+    stem = SMALL.stem
+    assert (out / f"{stem}.ipynb").is_file()
+    record = json.loads((out / "results" / f"{stem}.json").read_text())
+    assert record["notebook"] == stem
+    # the results table is read from where the results went, not from results/
+    assert f"saved {out / 'results' / f'{stem}.json'}" in (out / f"{stem}.ipynb").read_text()
+    assert f"results in {out / 'results'}/" in done.stdout
+    html = (out / f"{stem}.html").read_text()
+    assert "mathjax/MathJax.js?config=" in html
+    assert not re.search(r"https?://[^\"']*mathjax", html, re.IGNORECASE)  # offline maths
+    assert (out / "mathjax" / "MathJax.js").is_file()
+    assert "without encryption" not in done.stdout + done.stderr
+
+
+def test_a_failing_notebook_is_reported_legibly(tmp_path):
+    path = _tiny_notebook(tmp_path / "tiny_fail.ipynb", failing=True)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out"),
+                           str(path)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout
+    first = done.stderr.strip().splitlines()[0]
+    # notebook, cell index (as JupyterLab counts: the markdown cell is cell 0) and exception
+    assert first == (f"FAILED {path}: cell 2 (execution 2, 'import sys') raised ValueError: "
+                     "planted failure: the data file is corrupted")
+    assert "\x1b[" not in done.stderr  # colour codes stripped
+    assert not (tmp_path / "out" / "tiny_fail.html").exists()
+
+
+def test_failure_report_strips_colour_and_keeps_the_head(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'k'",
+                                                  traceback=[])]
+
+    class Fake(Exception):
+        ename, evalue = "KeyError", "\x1b[31m'k'\x1b[0m"
+
+    report = run_notebooks.failure_report(tmp_path / "nb.ipynb", nb,
+                                          Fake("\x1b[31m" + "x" * 5000 + "\x1b[0m"), tail=100)
+    head, _, body = report.partition("\n\n")
+    assert head == f"{tmp_path / 'nb.ipynb'}: cell 0 (execution None, 'x') raised KeyError: 'k'"
+    assert body == "..." + "x" * 100
+
+
+def test_results_table_reads_workbook_results(tmp_path, monkeypatch):
+    record = {"notebook": "hw0", "metrics": {"acc": 0.5, "n": 1200}, "config": {},
+              "environment": {}, "seconds": 1.0}
+    (tmp_path / "hw0.json").write_text(json.dumps(record))
+    monkeypatch.setenv("WORKBOOK_RESULTS", str(tmp_path))
+    table = run_notebooks.results_table()
+    assert table.splitlines()[0].split() == ["hw0", "acc", "0.5"]
+    assert table.splitlines()[1].split() == ["hw0", "n", "1,200"]
+    assert run_notebooks.results_table(markdown=True).splitlines()[2] == "| hw0 | `acc` | 0.5 |"
+    monkeypatch.setenv("WORKBOOK_RESULTS", str(tmp_path / "empty"))
+    assert run_notebooks.results_table().startswith("no results in")
+
+
+def test_update_readme_replaces_only_the_marked_table(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    run_notebooks.update_readme("| new |", readme)
+    assert readme.read_text() == ("intro\n<!-- results:start -->\n| new |\n"
+                                  "<!-- results:end -->\noutro\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left
+    readme.write_text("no markers")
+    with pytest.raises(SystemExit, match="lacks the markers"):
+        run_notebooks.update_readme("| new |", readme)
+
+
+def test_nbval_skips_the_rest_of_a_notebook_after_its_first_failure(tmp_path):
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
+    _tiny_notebook(tmp_path / "tiny_fail.ipynb", failing=True)
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                           "-p", "no:cacheprovider", "tiny_fail.ipynb"], cwd=tmp_path,
+                          env=_env(WORKBOOK_DEVICE="cpu"), capture_output=True, text=True,
+                          timeout=600)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert done.returncode == 1
+    assert "running tiny_fail.ipynb (3 cells)" in out
+    last = out.strip().splitlines()[-1]
+    assert "1 failed, 1 passed, 1 skipped" in last  # not a knock-on failure per later cell
+    summary = out.split("first failing cell")[-1]
+    assert "tiny_fail.ipynb: Cell 1 (notebook cell 2, 'import sys')" in summary
+    assert "not run: tiny_fail.ipynb already failed at Cell 1" in out
+    assert "CPU: cells marked # NBVAL_CHECK_OUTPUT are compared" in out
