@@ -5,15 +5,18 @@ input, plus one forward to score the result. Everything else (sign, projection, 
 bookkeeping of restarts) is the attack's own overhead. This script times
 
 * ``pgd``: ``attacks.pgd(model, x, y, eps=0.3, alpha=0.01, steps=40, random_start=True)``
-* ``bare``: 40 x (forward + cross-entropy + ``torch.autograd.grad`` to the input) on the same batch,
-  i.e. the least work any PGD-40 must do,
+* ``bare``: 40 x (forward + cross-entropy + ``torch.autograd.grad`` to the input) plus the one
+  scoring forward pass, on the same batch: the same passes through the network that PGD-40
+  makes, i.e. the least work any PGD-40 must do,
 
 and prints images x steps per second and the ratio pgd / bare (goal: at most 1.15). For context it
 also times 40 forward + full ``loss.backward()`` passes (gradients of every parameter too), what a
 naive implementation that calls ``backward()`` would pay.
 
-Timings take the minimum over ``--repeats`` interleaved repetitions (robust to other processes on
-a shared machine). The weights do not matter for the timing, so the model is a freshly initialised
+Every arm is warmed up once, then the arms are timed in turn (``timeit``, one call each) for
+``--repeats`` rounds, so background load hits all of them alike; each arm's minimum is reported
+and the ratio is taken between minima measured in the same run. The weights do not matter for
+the timing, so the model is a freshly initialised
 ``MnistCNN`` unless ``--trained`` asks for the cached standard CNN. Runs on the CPU, and on CUDA
 too when a GPU is present.
 
@@ -23,7 +26,7 @@ Usage: python benchmarks/bench_attacks.py [--n 1000] [--steps 40] [--repeats 3] 
 from __future__ import annotations
 
 import argparse
-import time
+import timeit
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +40,12 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn, device: torch.device) -> float:
+    def run():
+        fn()
+        _sync(device)
+
     _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
+    return timeit.Timer(run).timeit(number=1)
 
 
 def bench(device: torch.device, n: int, steps: int, repeats: int, trained: bool) -> dict:
@@ -51,13 +55,15 @@ def bench(device: torch.device, n: int, steps: int, repeats: int, trained: bool)
     x, y = x.to(device), y.to(device)
 
     def run_pgd():
-        attacks.pgd(model, x, y, eps=0.3, alpha=0.01, steps=steps, random_start=True, generator=0)
+        attacks.pgd(model, x, y, eps=0.3, alpha=0.01, steps=steps, random_start=True, seed=0)
 
     def run_bare():
         for _ in range(steps):
             xa = x.clone().requires_grad_(True)
             loss = F.cross_entropy(model(xa), y, reduction="none").sum()
             torch.autograd.grad(loss, xa)
+        with torch.no_grad():
+            model(x)  # PGD scores its final iterate: one more forward pass
 
     def run_full_backward():
         for _ in range(steps):
@@ -66,13 +72,14 @@ def bench(device: torch.device, n: int, steps: int, repeats: int, trained: bool)
             loss.backward()
             model.zero_grad(set_to_none=True)
 
-    run_pgd()  # warm-up (allocator, kernels, cuDNN autotuning)
-    run_bare()
-    times = {"pgd": [], "bare": [], "full_backward": []}
-    for _ in range(repeats):
-        times["bare"].append(_timed(run_bare, device))
-        times["pgd"].append(_timed(run_pgd, device))
-        times["full_backward"].append(_timed(run_full_backward, device))
+    arms = {"pgd": run_pgd, "bare": run_bare, "full_backward": run_full_backward}
+    for fn in arms.values():  # warm-up of every arm (allocator, kernels, cuDNN autotuning)
+        _timed(fn, device)
+    times = {name: [] for name in arms}
+    for r in range(repeats):  # interleaved, the order rotating so no arm always runs first
+        names = list(arms)[r % len(arms):] + list(arms)[:r % len(arms)]
+        for name in names:
+            times[name].append(_timed(arms[name], device))
     best = {k: min(v) for k, v in times.items()}
     return {
         "device": str(device),
@@ -98,10 +105,12 @@ def main() -> None:
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(torch.device("cuda"))
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, "
-          f"CUDA {'available: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available'}")
-    print(f"PGD-{args.steps} (Linf, eps 0.3, alpha 0.01, random start) on {args.n} MNIST test images, "
-          f"MnistCNN ({'trained' if args.trained else 'random init'}), min of {args.repeats} runs\n")
+    cuda = (f"available: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+            else "not available")
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, CUDA {cuda}")
+    print(f"PGD-{args.steps} (Linf, eps 0.3, alpha 0.01, random start) on {args.n} MNIST test "
+          f"images, MnistCNN ({'trained' if args.trained else 'random init'}), each arm warmed up, "
+          f"arms interleaved, min of {args.repeats} runs\n")
     header = (f"{'device':<8}{'PGD s':>9}{'bare s':>9}{'ratio':>8}{'PGD img*step/s':>17}"
               f"{'bare img*step/s':>17}{'full-backward s':>17}")
     print(header)

@@ -15,9 +15,13 @@ Conventions shared by all attacks (each one is tested in ``tests/test_attacks.py
 * Gradients are taken with respect to the input only (``torch.autograd.grad(..., x)``): the
   parameters are never changed, no ``.grad`` is written on them, and their ``requires_grad`` flags
   are left alone.
-* Randomness (PGD's random start, the data order of the universal perturbation) comes from
-  ``generator``: an ``int`` seed, a ``torch.Generator``, or ``None`` for torch's global generator
-  (seeded by ``runtime.setup``). The same seed gives the same result.
+* Randomness (PGD's random start, the data order of the universal perturbations) comes from
+  one argument ``seed``: an ``int``, a ``torch.Generator``, or ``None`` for torch's global
+  generator (seeded by ``runtime.setup``); see :func:`helpers.checks.torch_generator`. The same
+  seed gives the same result.
+* Arguments are validated with :mod:`helpers.checks` (TypeError for a wrong type, ValueError
+  for a wrong value, the message naming the parameter). Long loops take ``progress=True`` for a
+  ``tqdm.auto`` progress bar (closed when done).
 * ``eps=0`` returns a copy of the input.
 
 References:
@@ -34,12 +38,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
+
+from helpers import checks, models
 
 __all__ = [
     "deepfool",
@@ -58,113 +64,30 @@ LOSSES = ("ce", "margin")
 
 
 # --------------------------------------------------------------------------------------------
-# Input validation
+# Input validation (the vocabulary is helpers.checks; these combine it for the attacks)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model
+def _validated(model: object, x: object, y: object = None) -> tuple:
+    """``(model, x)`` or ``(model, x, y)`` checked: a module, images in [0, 1] on the model's
+    device, and (when given) one integer label per image as int64 on that device."""
+    model = checks.module(model)
+    x = checks.images(x)
+    checks.same_device(model, x)
+    if y is None:
+        return model, x
+    return model, x, checks.torch_labels(y, "y", n=x.shape[0], device=x.device)
 
 
-def _check_images(x: object, name: str = "x") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of images, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}")
-    if x.ndim != 4 or x.shape[0] < 1:
-        raise ValueError(
-            f"{name} must have shape (N, C, H, W) with N >= 1 (MNIST: (N, 1, 28, 28)), "
-            f"got shape {tuple(x.shape)}"
-        )
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; pixels must lie in [0, 1]")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} must have pixel values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
-    return x
-
-
-def _check_labels(y: object, n: int, device: torch.device, name: str = "y") -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of integer class labels, got {type(y).__name__}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor of class labels, got dtype {y.dtype}")
-    if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) (one label per image), got shape {tuple(y.shape)}")
-    if n and int(y.min()) < 0:
-        raise ValueError(f"{name} contains a negative label ({int(y.min())}); labels must be in [0, num_classes)")
-    return y.to(device=device, dtype=torch.long)
-
-
-def _check_labels_in_range(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
+def _labels_below(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
+    """ValueError unless every label is a class of a model with ``num_classes`` outputs."""
     if int(y.max()) >= num_classes:
-        raise ValueError(
-            f"{name} contains label {int(y.max())} but the model has {num_classes} classes; "
-            f"labels must be in [0, {num_classes})"
-        )
+        raise ValueError(f"{name} must hold labels in [0, {num_classes}) (the model has "
+                         f"{num_classes} classes), got label {int(y.max())}")
 
 
-def _check_number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if strict and value <= minimum:
-        raise ValueError(f"{name} must be > {minimum}, got {value}")
-    if not strict and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_batch_size(batch_size: object) -> int | None:
-    if batch_size is None:
-        return None
-    return _check_int(batch_size, "batch_size", minimum=1)
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _check_device(model: nn.Module, x: torch.Tensor) -> None:
-    param = next(iter(model.parameters()), None)
-    if param is not None and param.device != x.device:
-        raise ValueError(
-            f"x is on {x.device} but the model's parameters are on {param.device}; "
-            "move both to the same device"
-        )
-
-
-def _make_generator(generator: object) -> torch.Generator | None:
-    """``None`` -> torch's global generator; ``int`` -> a fresh CPU generator with that seed."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, bool) or not isinstance(generator, numbers.Integral):
-        raise TypeError(
-            f"generator must be None, an int seed or a torch.Generator, got {type(generator).__name__}"
-        )
-    if int(generator) < 0:
-        raise ValueError(f"generator seed must be >= 0, got {generator}")
-    return torch.Generator().manual_seed(int(generator))
+def _batch_size(batch_size: object) -> int | None:
+    return None if batch_size is None else checks.integer(batch_size, "batch_size", low=1)
 
 
 def _rand(shape, generator: torch.Generator | None, like: torch.Tensor, kind: str) -> torch.Tensor:
@@ -172,7 +95,8 @@ def _rand(shape, generator: torch.Generator | None, like: torch.Tensor, kind: st
     (the CPU for ``None``) so the result does not depend on the device of ``like``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     fn = torch.rand if kind == "rand" else torch.randn
-    return fn(shape, generator=generator, device=gen_device).to(device=like.device, dtype=like.dtype)
+    out = fn(shape, generator=generator, device=gen_device)
+    return out.to(device=like.device, dtype=like.dtype)
 
 
 @contextlib.contextmanager
@@ -188,6 +112,12 @@ def _attack_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def _bar(total: int, desc: str, progress: bool) -> tqdm:
+    """A ``tqdm.auto`` bar that disappears when closed (``leave=False``); silent unless asked."""
+    return tqdm(total=total, desc=desc, disable=not checks.boolean(progress, "progress"),
+                leave=False)
+
+
 def _chunks(n: int, batch_size: int | None) -> Iterator[slice]:
     step = n if batch_size is None else batch_size
     for start in range(0, n, step):
@@ -200,11 +130,6 @@ def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None
     order = torch.randperm(n, generator=generator).to(device)
     for s in _chunks(n, batch_size):
         yield order[s]
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = 1000) -> torch.Tensor:
-    return torch.cat([model(x[s]).argmax(dim=1) for s in _chunks(x.shape[0], batch_size)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,23 +172,33 @@ def _steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def _universal_fooling_rate(model: nn.Module, x: torch.Tensor, v: torch.Tensor,
                             clean: torch.Tensor) -> float:
     """Share of ``x`` whose prediction under ``clip(x + v)`` differs from ``clean``."""
-    return float((_predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
+    return float((models.predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
 
 
 def project_perturbation(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
     """Euclidean projection of each perturbation in the batch onto the eps ball.
 
-    L-infinity: :math:`\\Pi(\\delta)_i = \\operatorname{clip}(\\delta_i, -\\varepsilon, \\varepsilon)`.
+    L-infinity:
+    :math:`\\Pi(\\delta)_i = \\operatorname{clip}(\\delta_i, -\\varepsilon, \\varepsilon)`.
     L2: :math:`\\Pi(\\delta) = \\delta \\cdot \\min(1, \\varepsilon / \\|\\delta\\|_2)`.
 
-    The norm is taken per example over all of its pixels (dimension 0 is the batch).
+    The norm is taken per example over all of its pixels (dimension 0 is the batch). NaN or
+    infinite entries are refused (a clamp would silently keep a NaN).
     """
     if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
-        raise TypeError("delta must be a floating-point torch.Tensor")
+        raise TypeError(f"delta must be a floating-point torch.Tensor, got "
+                        f"{getattr(delta, 'dtype', type(delta).__name__)}")
     if delta.ndim < 2:
         raise ValueError(f"delta must have a batch dimension, got shape {tuple(delta.shape)}")
-    eps = _check_number(eps, "eps")
-    norm = _check_choice(norm, "norm", NORMS)
+    if not bool(torch.isfinite(delta).all()):
+        raise ValueError("delta must hold finite numbers, got NaN or infinite values")
+    eps = checks.real(eps, "eps", low=0)
+    norm = checks.choice(norm, "norm", NORMS)
+    return _project(delta, eps, norm)
+
+
+def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """:func:`project_perturbation` without the argument checks, for the attacks' inner loops."""
     if norm == "linf":
         return delta.clamp(-eps, eps)
     factor = torch.clamp(eps / (_flat_norm(delta) + 1e-12), max=1.0)
@@ -288,7 +223,8 @@ def fgsm(
     """Fast Gradient Sign Method (Goodfellow et al. 2015).
 
     One step along the sign of the input gradient, the L-infinity steepest-ascent direction of
-    the loss's linear approximation :math:`J(x + \\delta) \\approx J(x) + \\delta^\\top \\nabla_x J`:
+    the loss's linear approximation
+    :math:`J(x + \\delta) \\approx J(x) + \\delta^\\top \\nabla_x J`:
 
     .. math::
         x_{adv} = \\operatorname{clip}_{[0,1]}\\big(x + \\varepsilon\\,
@@ -310,14 +246,11 @@ def fgsm(
         Adversarial images, same shape, device and dtype as ``x``, with
         :math:`\\|x_{adv} - x\\|_\\infty \\le \\varepsilon` and pixels in [0, 1].
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    y = _check_labels(y, x.shape[0], x.device)
-    eps = _check_number(eps, "eps")
-    targeted = _check_bool(targeted, "targeted")
-    loss = _check_choice(loss, "loss", LOSSES)
-    batch_size = _check_batch_size(batch_size)
-    _check_device(model, x)
+    model, x, y = _validated(model, x, y)
+    eps = checks.real(eps, "eps", low=0)
+    targeted = checks.boolean(targeted, "targeted")
+    loss = checks.choice(loss, "loss", LOSSES)
+    batch_size = _batch_size(batch_size)
     return pgd(model, x, y, eps, alpha=eps if eps > 0 else 1.0, steps=1, norm="linf",
                random_start=False, targeted=targeted, loss=loss, batch_size=batch_size)
 
@@ -328,14 +261,16 @@ def fgsm(
 
 
 def _random_start(shape, eps: float, norm: str, generator, like: torch.Tensor) -> torch.Tensor:
-    """A point drawn uniformly from the eps ball (L-infinity: uniform cube; L2: uniform ball)."""
+    """A point drawn uniformly from the eps ball: L-infinity, each coordinate uniform on
+    [-eps, eps]; L2, a uniform direction (a normalised Gaussian) times the radius eps U^(1/d), so
+    that P(||delta|| <= r) = (r / eps)^d, the volume fraction of the smaller ball."""
     if norm == "linf":
         return (2.0 * _rand(shape, generator, like, "rand") - 1.0) * eps
     direction = _rand(shape, generator, like, "randn")
     direction = direction / (_flat_norm(direction) + 1e-12)
     d = math.prod(shape[1:])
-    radius = _rand((shape[0],), generator, like, "rand").pow(1.0 / d).view(-1, *([1] * (len(shape) - 1)))
-    return direction * radius * eps
+    radius = _rand((shape[0],), generator, like, "rand").pow(1.0 / d)  # P(R <= r) = r^d
+    return direction * radius.view(-1, *([1] * (len(shape) - 1))) * eps
 
 
 def _pgd_run(
@@ -352,6 +287,7 @@ def _pgd_run(
     lower: torch.Tensor,
     upper: torch.Tensor,
     early_stop: bool,
+    bar: tqdm,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``steps`` projected ascent steps from ``x_start``.
 
@@ -372,7 +308,7 @@ def _pgd_run(
         with torch.set_grad_enabled(step < steps):
             logits = model(xa)
             if step == 0:
-                _check_labels_in_range(y, logits.shape[1])
+                _labels_below(y, logits.shape[1])
             obj = _objective(logits, y[active], loss, targeted)
         with torch.no_grad():
             succ = _success(logits, y[active], targeted)
@@ -383,6 +319,7 @@ def _pgd_run(
             success_step[active] = torch.where(first, step, success_step[active])
         if step == steps:
             break
+        bar.update(1)
         (grad,) = torch.autograd.grad(obj.sum(), xa)
         with torch.no_grad():
             if early_stop:
@@ -391,10 +328,11 @@ def _pgd_run(
                 if active.numel() == 0:
                     break
             if norm == "linf":
-                xa = torch.clamp(xa.add(grad.sign(), alpha=alpha), lower[active], upper[active])  # box ∩ cube
+                # the exact projection onto the intersection of the cube and the box
+                xa = torch.clamp(xa.add(grad.sign(), alpha=alpha), lower[active], upper[active])
             else:
                 xa = xa + alpha * _steepest_ascent(grad, "l2")
-                delta = project_perturbation(xa - x[active], eps, "l2")
+                delta = _project(xa - x[active], eps, "l2")
                 xa = (x[active] + delta).clamp(0.0, 1.0)  # clipping only shrinks |delta|
             x_adv[active] = xa
     return x_adv, objective, success, success_step
@@ -413,10 +351,11 @@ def pgd(
     targeted: bool = False,
     loss: str = "ce",
     *,
-    generator: torch.Generator | int | None = None,
+    seed: torch.Generator | int | None = None,
     batch_size: int | None = None,
     early_stop: bool = False,
     return_success_step: bool = False,
+    progress: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Projected Gradient Descent attack (Madry et al. 2018).
 
@@ -453,7 +392,8 @@ def pgd(
         restarts: number of random restarts >= 1 (> 1 requires ``random_start=True``).
         targeted: attack toward ``y`` instead of away from it.
         loss: ``"ce"`` or ``"margin"``.
-        generator: seed or ``torch.Generator`` for the random starts (``None``: global RNG).
+        seed: ``int``, ``torch.Generator`` or ``None`` (torch's global generator) for the
+            random starts.
         batch_size: process the images in chunks of this size (``None``: all at once); the result
             does not depend on it.
         early_stop: freeze each example at its first iterate that fools the model (and stop
@@ -463,36 +403,36 @@ def pgd(
         return_success_step: also return, per example, the number of gradient steps after which
             it was first fooled (0: already at the start point; ``steps + 1``: never), for the
             chosen restart. Accuracy after k steps (any iterate) is ``(success_step > k).mean()``.
+        progress: show a ``tqdm.auto`` bar over the gradient steps.
 
     Returns:
         Adversarial images, same shape, device and dtype as ``x``; with ``return_success_step``,
         the tuple ``(x_adv, success_step)`` with ``success_step`` int64 (N,).
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    y = _check_labels(y, x.shape[0], x.device)
-    eps = _check_number(eps, "eps")
-    alpha = _check_number(alpha, "alpha", strict=True)
-    steps = _check_int(steps, "steps")
-    norm = _check_choice(norm, "norm", NORMS)
-    random_start = _check_bool(random_start, "random_start")
-    restarts = _check_int(restarts, "restarts")
-    targeted = _check_bool(targeted, "targeted")
-    loss = _check_choice(loss, "loss", LOSSES)
-    batch_size = _check_batch_size(batch_size)
-    early_stop = _check_bool(early_stop, "early_stop")
-    return_success_step = _check_bool(return_success_step, "return_success_step")
-    generator = _make_generator(generator)
+    model, x, y = _validated(model, x, y)
+    eps = checks.real(eps, "eps", low=0)
+    alpha = checks.real(alpha, "alpha", low=0, low_open=True)
+    steps = checks.integer(steps, "steps", low=1)
+    norm = checks.choice(norm, "norm", NORMS)
+    random_start = checks.boolean(random_start, "random_start")
+    restarts = checks.integer(restarts, "restarts", low=1)
+    targeted = checks.boolean(targeted, "targeted")
+    loss = checks.choice(loss, "loss", LOSSES)
+    batch_size = _batch_size(batch_size)
+    early_stop = checks.boolean(early_stop, "early_stop")
+    return_success_step = checks.boolean(return_success_step, "return_success_step")
+    progress = checks.boolean(progress, "progress")
+    generator = checks.torch_generator(seed)
     if restarts > 1 and not random_start:
-        raise ValueError("restarts > 1 needs random_start=True (restarts from x would all be identical)")
-    _check_device(model, x)
+        raise ValueError("restarts > 1 needs random_start=True (restarts from x would all be "
+                         "identical)")
 
     x = x.detach()
     with _attack_mode(model):
         if eps == 0.0:
             with torch.no_grad():
                 logits = torch.cat([model(x[s]) for s in _chunks(x.shape[0], batch_size)])
-            _check_labels_in_range(y, logits.shape[1])
+            _labels_below(y, logits.shape[1])
             if not return_success_step:
                 return x.clone()
             fooled = _success(logits, y, targeted)
@@ -503,6 +443,8 @@ def pgd(
         best_obj = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
         best_success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         best_step = torch.full((x.shape[0],), steps + 1, dtype=torch.long, device=x.device)
+        n_chunks = len(range(0, x.shape[0], batch_size or x.shape[0]))
+        bar = _bar(restarts * n_chunks * steps, "PGD steps", progress)
         for _ in range(restarts):
             if random_start:
                 noise = _random_start(x.shape, eps, norm, generator, x)
@@ -516,12 +458,14 @@ def pgd(
                 idx = todo[s]
                 x_adv, obj, succ, step = _pgd_run(model, x[idx], y[idx], start[idx], eps, alpha,
                                                   steps, norm, targeted, loss, lower[idx],
-                                                  upper[idx], early_stop)
-                better = (succ & ~best_success[idx]) | ((succ == best_success[idx]) & (obj > best_obj[idx]))
+                                                  upper[idx], early_stop, bar)
+                better = ((succ & ~best_success[idx])
+                          | ((succ == best_success[idx]) & (obj > best_obj[idx])))
                 best[idx[better]] = x_adv[better]
                 best_obj[idx[better]] = obj[better]
                 best_success[idx[better]] = succ[better]
                 best_step[idx[better]] = step[better]
+        bar.close()
     return (best, best_step) if return_success_step else best
 
 
@@ -538,7 +482,8 @@ def _deepfool_run(
     with torch.no_grad():
         logits0 = model(x)
     if num_classes > logits0.shape[1]:
-        raise ValueError(f"num_classes must be <= the model's {logits0.shape[1]} classes, got {num_classes}")
+        raise ValueError(f"num_classes must be <= the model's {logits0.shape[1]} classes, got "
+                         f"{num_classes}")
     candidates = logits0.argsort(dim=1, descending=True)[:, :num_classes]  # column 0 = k0
     k0 = candidates[:, 0]
     r_tot = torch.zeros_like(x)
@@ -569,7 +514,8 @@ def _deepfool_run(
             best = dist.argmin(dim=1)
             rows = torch.arange(idx.numel(), device=x.device)
             w_l = w[rows, best]
-            step = ((dist[rows, best] + 1e-4) / w_norm[rows, best]).view(-1, *([1] * (x.ndim - 1))) * w_l
+            length = (dist[rows, best] + 1e-4) / w_norm[rows, best]
+            step = length.view(-1, *([1] * (x.ndim - 1))) * w_l
             step = step[still]
             moving = idx[still]
             r_tot[moving] += step
@@ -617,13 +563,11 @@ def deepfool(
         ``x + delta`` differs from that of ``x`` unless ``max_iter`` was reached), same shape,
         device and dtype as ``x``; and the number of steps each example used (int64, (N,)).
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    num_classes = _check_int(num_classes, "num_classes", minimum=2)
-    overshoot = _check_number(overshoot, "overshoot")
-    max_iter = _check_int(max_iter, "max_iter")
-    batch_size = _check_batch_size(batch_size)
-    _check_device(model, x)
+    model, x = _validated(model, x)
+    num_classes = checks.integer(num_classes, "num_classes", low=2)
+    overshoot = checks.real(overshoot, "overshoot", low=0)
+    max_iter = checks.integer(max_iter, "max_iter", low=1)
+    batch_size = _batch_size(batch_size)
     x = x.detach()
     x_adv = torch.empty_like(x)
     iterations = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
@@ -638,17 +582,23 @@ def deepfool(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_delta(delta: object, x: torch.Tensor) -> torch.Tensor:
+def _universal_delta(delta: object, x: torch.Tensor) -> torch.Tensor:
+    """``delta`` checked to be one perturbation (1, C, H, W) or one per image of ``x``."""
     if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
-        raise TypeError("delta must be a floating-point torch.Tensor")
+        raise TypeError(f"delta must be a floating-point torch.Tensor, got "
+                        f"{getattr(delta, 'dtype', type(delta).__name__)}")
     if delta.ndim != 4 or delta.shape[1:] != x.shape[1:] or delta.shape[0] not in (1, x.shape[0]):
         raise ValueError(
             f"delta must have shape (1, {', '.join(map(str, x.shape[1:]))}) or match x "
             f"{tuple(x.shape)}, got {tuple(delta.shape)}"
         )
     if not bool(torch.isfinite(delta).all()):
-        raise ValueError("delta contains NaN or infinite values")
+        raise ValueError("delta must hold finite numbers, got NaN or infinite values")
     return delta.to(device=x.device, dtype=x.dtype)
+
+
+def _predictions(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    return models.predict(model, x, batch_size or max(x.shape[0], 1))
 
 
 def fooling_rate(
@@ -657,21 +607,38 @@ def fooling_rate(
     """Share of images whose predicted label changes when ``delta`` is added.
 
     .. math::
-        \\text{FR} = \\frac{1}{N} \\sum_{i=1}^N \\mathbb{1}\\big[\\hat k(\\operatorname{clip}_{[0,1]}
-        (x_i + \\delta)) \\ne \\hat k(x_i)\\big]
+        \\text{FR} = \\frac{1}{N} \\sum_{i=1}^N \\mathbb{1}\\big[\\hat k(
+        \\operatorname{clip}_{[0,1]}(x_i + \\delta)) \\ne \\hat k(x_i)\\big]
 
     (Moosavi-Dezfooli et al. 2017). Compares with the model's own clean prediction, not the true
     label. ``delta`` is one perturbation (1, C, H, W) applied to every image, or one per image.
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    delta = _check_delta(delta, x)
-    batch_size = _check_batch_size(batch_size)
-    _check_device(model, x)
-    with _attack_mode(model):
-        clean = _predict(model, x, batch_size)
-        perturbed = _predict(model, (x + delta).clamp(0.0, 1.0), batch_size)
+    model, x = _validated(model, x)
+    delta = _universal_delta(delta, x)
+    batch_size = _batch_size(batch_size)
+    with _attack_mode(model):  # restores every submodule's mode (models.predict: the top one)
+        clean = _predictions(model, x, batch_size)
+        perturbed = _predictions(model, (x + delta).clamp(0.0, 1.0), batch_size)
     return float((clean != perturbed).double().mean())
+
+
+def _universal_setup(model, x, eps, norm, batch_size, seed, return_history, progress):
+    """The argument checks and starting point shared by the two universal perturbations:
+    returns ``(model, x, eps, norm, batch_size, generator, v = 0, history = [])``."""
+    model, x = _validated(model, x)
+    eps = checks.real(eps, "eps", low=0)
+    norm = checks.choice(norm, "norm", NORMS)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    checks.boolean(return_history, "return_history")
+    checks.boolean(progress, "progress")
+    generator = checks.torch_generator(seed)
+    v = torch.zeros((1, *x.shape[1:]), device=x.device, dtype=x.dtype)
+    return model, x.detach(), eps, norm, batch_size, generator, v, []
+
+
+def _history_entry(model, x, v, clean, step: int, gradients: int) -> dict:
+    return {"step": step, "fooling_rate": _universal_fooling_rate(model, x, v, clean),
+            "image_gradients": gradients}
 
 
 def universal_perturbation(
@@ -685,14 +652,15 @@ def universal_perturbation(
     overshoot: float = 0.02,
     deepfool_max_iter: int = 10,
     num_classes: int = 10,
-    batch_size: int = 32,
-    generator: torch.Generator | int | None = None,
+    batch_size: int = 64,
+    seed: torch.Generator | int | None = None,
     return_history: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[float]]:
+    progress: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[dict]]:
     """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017, Algorithm 1).
 
     One image-agnostic perturbation :math:`v` with :math:`\\|v\\|_p \\le \\varepsilon` that changes
-    the label of most images drawn from the data distribution:
+    the label of most images drawn from the data distribution. Algorithm 1 of the paper, exactly:
 
     .. code-block:: text
 
@@ -703,65 +671,65 @@ def universal_perturbation(
                     dv <- DeepFool(x_i + v)                   # minimal step that fools x_i + v
                     v  <- P_{p, eps}(v + dv)                  # project onto the eps ball
 
-    Batched for speed: the images are visited in shuffled mini-batches of ``batch_size``; the
-    DeepFool steps of the not-yet-fooled images of a mini-batch are computed at the same
-    :math:`v` and then applied one after the other, each followed by the projection.
-    ``batch_size=1`` is exactly the paper's sequential algorithm.
+    The images are visited one at a time; each is tested at the *current* :math:`v`, which
+    already contains the steps of every image before it. ``batch_size`` only sets how many of the
+    upcoming images are tested in one forward pass (they are tested again after each update of
+    :math:`v`), so the result does not depend on it.
 
     Args:
         model: classifier returning logits.
         x: the images to fit on (N, C, H, W) in [0, 1] (e.g. training images).
         eps: budget >= 0 of ``v`` in the chosen norm.
         norm: ``"linf"`` or ``"l2"``.
-        max_passes: maximal number of passes over ``x`` (>= 1).
-        target_fooling_rate: stop once the fooling rate on ``x`` reaches this value, in (0, 1].
+        max_passes: the pass budget over ``x`` (>= 1).
+        target_fooling_rate: stop after the first pass whose fooling rate on ``x`` reaches this
+            value, in (0, 1] (the paper's :math:`1 - \\delta`).
         overshoot, deepfool_max_iter, num_classes: passed to DeepFool.
-        batch_size: mini-batch size for the DeepFool steps (>= 1).
-        generator: seed or ``torch.Generator`` for the order of the images.
-        return_history: also return the fooling rate on ``x`` after each pass.
+        batch_size: how many upcoming images are tested per forward pass (>= 1).
+        seed: ``int``, ``torch.Generator`` or ``None`` for the order of the images.
+        return_history: also return one record per pass: ``{"step": pass, "fooling_rate": on x,
+            "image_gradients": cumulative number of input gradients of one image computed}``
+            (DeepFool computes ``num_classes`` of them per iteration), for comparing compute.
+        progress: show a ``tqdm.auto`` bar over the images visited.
 
     Returns:
         ``delta`` of shape (1, C, H, W) on the device and with the dtype of ``x`` (and the
         history when ``return_history``). Apply it as ``(x + delta).clamp(0, 1)``.
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    eps = _check_number(eps, "eps")
-    norm = _check_choice(norm, "norm", NORMS)
-    max_passes = _check_int(max_passes, "max_passes")
-    target_fooling_rate = _check_number(target_fooling_rate, "target_fooling_rate", strict=True)
-    if target_fooling_rate > 1.0:
-        raise ValueError(f"target_fooling_rate must be in (0, 1], got {target_fooling_rate}")
-    overshoot = _check_number(overshoot, "overshoot")
-    deepfool_max_iter = _check_int(deepfool_max_iter, "deepfool_max_iter")
-    num_classes = _check_int(num_classes, "num_classes", minimum=2)
-    batch_size = _check_int(batch_size, "batch_size")
-    return_history = _check_bool(return_history, "return_history")
-    generator = _make_generator(generator)
-    _check_device(model, x)
-
-    x = x.detach()
-    v = torch.zeros((1, *x.shape[1:]), device=x.device, dtype=x.dtype)
-    history: list[float] = []
+    model, x, eps, norm, batch_size, generator, v, history = _universal_setup(
+        model, x, eps, norm, batch_size, seed, return_history, progress)
+    max_passes = checks.integer(max_passes, "max_passes", low=1)
+    target_fooling_rate = checks.fraction(target_fooling_rate, "target_fooling_rate",
+                                          open_low=True)
+    overshoot = checks.real(overshoot, "overshoot", low=0)
+    deepfool_max_iter = checks.integer(deepfool_max_iter, "deepfool_max_iter", low=1)
+    num_classes = checks.integer(num_classes, "num_classes", low=2)
     if eps == 0.0:
         return (v, history) if return_history else v
+    gradients = 0
     with _attack_mode(model):
-        clean = _predict(model, x)
-        for _ in range(max_passes):
-            for idx in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
-                xv = (x[idx] + v).clamp(0.0, 1.0)
-                with torch.no_grad():
-                    not_fooled = model(xv).argmax(dim=1) == clean[idx]
-                if not bool(not_fooled.any()):
-                    continue
-                xv = xv[not_fooled]
-                x_df, _ = _deepfool_run(model, xv, num_classes, overshoot, deepfool_max_iter)
-                for dv in x_df - xv:
-                    v = project_perturbation(v + dv, eps, norm)
-            rate = _universal_fooling_rate(model, x, v, clean)
-            history.append(rate)
-            if rate >= target_fooling_rate:
+        clean = models.predict(model, x)
+        bar = _bar(max_passes * x.shape[0], "DeepFool-UAP images", progress)
+        for p in range(1, max_passes + 1):
+            for block in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
+                while block.numel():
+                    with torch.no_grad():
+                        fooled = model((x[block] + v).clamp(0.0, 1.0)).argmax(1) != clean[block]
+                    first = int(fooled.logical_not().long().argmax()) if not fooled.all() else None
+                    done = block.numel() if first is None else first + 1
+                    bar.update(done)
+                    if first is None:
+                        break
+                    i, block = block[first:first + 1], block[first + 1:]
+                    xv = (x[i] + v).clamp(0.0, 1.0)
+                    x_df, iters = _deepfool_run(model, xv, num_classes, overshoot,
+                                                deepfool_max_iter)
+                    gradients += int(iters.sum()) * num_classes
+                    v = _project(v + (x_df - xv), eps, norm)
+            history.append(_history_entry(model, x, v, clean, p, gradients))
+            if history[-1]["fooling_rate"] >= target_fooling_rate:
                 break
+        bar.close()
     return (v, history) if return_history else v
 
 
@@ -775,9 +743,11 @@ def sgd_universal_perturbation(
     step_size: float = 0.01,
     batch_size: int = 100,
     loss_clip: float = 5.0,
-    generator: torch.Generator | int | None = None,
+    target: int | None = None,
+    seed: torch.Generator | int | None = None,
     return_history: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[float]]:
+    progress: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[dict]]:
     """Universal perturbation by stochastic gradient ascent (Shafahi et al. 2020, Algorithm 1).
 
     Instead of accumulating per-image DeepFool steps (:func:`universal_perturbation`), optimise
@@ -795,8 +765,14 @@ def sgd_universal_perturbation(
     matter on MNIST: the loss is taken *through* the clip to the pixel box [0, 1] (most MNIST
     pixels are 0, so a negative perturbation there does nothing), and the objective is a smooth
     surrogate of what is measured (the share of images whose label changes) rather than a sum of
-    minimal per-image steps. Each update here is the signed steepest-ascent step that PGD takes,
-    which needs no retuning of the step size across L-infinity budgets.
+    minimal per-image steps.
+
+    *Targeted* (``target=t``): pull every image toward one class instead, maximising
+    :math:`\\frac{1}{|B|}\\sum_{x \\in B} -\\mathrm{CE}(f(\\mathrm{clip}_{[0,1]}(x + v)), t)`
+    (no clip: the images far from :math:`t` are the ones that need the gradient). Every image
+    that reaches :math:`t` is fooled unless it was predicted :math:`t` already, so a well-chosen
+    target class can fool more images than the untargeted objective, whose images drift to
+    several labels (the universal "dominant labels" of Moosavi-Dezfooli et al. 2017).
 
     Args:
         model: classifier returning logits.
@@ -807,44 +783,47 @@ def sgd_universal_perturbation(
         step_size: ascent step :math:`\\tau` > 0 per mini-batch, in the units of ``norm`` (the
             default suits L-infinity budgets of about 0.1 to 0.3; for L2 take about eps / 10).
         batch_size: mini-batch size (>= 1).
-        loss_clip: :math:`\\beta` > 0, the per-image cap on the cross-entropy.
-        generator: seed or ``torch.Generator`` for the order of the images.
-        return_history: also return the fooling rate on ``x`` after each epoch.
+        loss_clip: :math:`\\beta` > 0, the per-image cap on the cross-entropy (untargeted).
+        target: ``None`` (untargeted) or the class every image is pulled toward.
+        seed: ``int``, ``torch.Generator`` or ``None`` for the order of the images.
+        return_history: also return one record per epoch, as :func:`universal_perturbation`
+            does (``image_gradients`` grows by ``len(x)`` per epoch).
+        progress: show a ``tqdm.auto`` bar over the mini-batches.
 
     Returns:
         ``delta`` of shape (1, C, H, W) on the device and with the dtype of ``x`` (and the
         history when ``return_history``). Apply it as ``(x + delta).clamp(0, 1)``.
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    eps = _check_number(eps, "eps")
-    norm = _check_choice(norm, "norm", NORMS)
-    epochs = _check_int(epochs, "epochs")
-    step_size = _check_number(step_size, "step_size", strict=True)
-    batch_size = _check_int(batch_size, "batch_size")
-    loss_clip = _check_number(loss_clip, "loss_clip", strict=True)
-    return_history = _check_bool(return_history, "return_history")
-    generator = _make_generator(generator)
-    _check_device(model, x)
-
-    x = x.detach()
-    v = torch.zeros((1, *x.shape[1:]), device=x.device, dtype=x.dtype)
-    history: list[float] = []
+    model, x, eps, norm, batch_size, generator, v, history = _universal_setup(
+        model, x, eps, norm, batch_size, seed, return_history, progress)
+    epochs = checks.integer(epochs, "epochs", low=1)
+    step_size = checks.real(step_size, "step_size", low=0, low_open=True)
+    loss_clip = checks.real(loss_clip, "loss_clip", low=0, low_open=True)
+    if target is not None:
+        target = checks.integer(target, "target", low=0)
     if eps == 0.0:
         return (v, history) if return_history else v
     with _attack_mode(model):
-        clean = _predict(model, x)
-        for _ in range(epochs):
+        clean = models.predict(model, x)
+        pull = None if target is None else torch.full_like(clean, target)
+        bar = _bar(epochs * len(range(0, x.shape[0], batch_size)), "SGD-UAP batches", progress)
+        for epoch in range(1, epochs + 1):
             for idx in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
                 v.requires_grad_(True)
                 logits = model((x[idx] + v).clamp(0.0, 1.0))
-                loss = F.cross_entropy(logits, clean[idx], reduction="none").clamp(max=loss_clip)
+                if pull is None:
+                    loss = F.cross_entropy(logits, clean[idx], reduction="none")
+                    loss = loss.clamp(max=loss_clip)
+                else:
+                    _labels_below(pull[:1], logits.shape[1], "target")
+                    loss = -F.cross_entropy(logits, pull[idx], reduction="none")
                 (grad,) = torch.autograd.grad(loss.mean(), v)
                 with torch.no_grad():
-                    v = project_perturbation(v.detach() + step_size * _steepest_ascent(grad, norm),
-                                             eps, norm)
+                    v = _project(v.detach() + step_size * _steepest_ascent(grad, norm), eps, norm)
+                bar.update(1)
             if return_history:
-                history.append(_universal_fooling_rate(model, x, v, clean))
+                history.append(_history_entry(model, x, v, clean, epoch, epoch * x.shape[0]))
+        bar.close()
     return (v, history) if return_history else v
 
 
@@ -864,31 +843,31 @@ def targeted_success_grid(
     num_classes: int = 10,
     per_class: int = 10,
     norm: str = "linf",
-    generator: torch.Generator | int | None = None,
+    seed: torch.Generator | int | None = None,
     batch_size: int | None = 1000,
     early_stop: bool = False,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Success rate of targeted PGD for every (source, target) pair of classes.
 
     For each source class :math:`s`, the first ``per_class`` images of ``x`` with true label
     :math:`s` are attacked toward every other class :math:`t`;
     ``grid[s, t]`` is the share classified as :math:`t` afterwards (``pgd(..., targeted=True)``;
-    ``early_stop`` is passed on). The diagonal is NaN.
+    ``early_stop``, ``seed`` and ``progress`` are passed on). The diagonal is NaN.
 
     Returns:
         float64 tensor (num_classes, num_classes) on the CPU.
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    y = _check_labels(y, x.shape[0], x.device)
-    num_classes = _check_int(num_classes, "num_classes", minimum=2)
-    per_class = _check_int(per_class, "per_class")
-    _check_labels_in_range(y, num_classes)
+    model, x, y = _validated(model, x, y)
+    num_classes = checks.integer(num_classes, "num_classes", low=2)
+    per_class = checks.integer(per_class, "per_class", low=1)
+    _labels_below(y, num_classes)
     picks = []
     for s in range(num_classes):
         found = (y == s).nonzero().squeeze(1)[:per_class]
         if found.numel() < per_class:
-            raise ValueError(f"x has only {found.numel()} images of class {s}; per_class={per_class} needed")
+            raise ValueError(f"per_class must be at most the number of images of each class; "
+                             f"x has {found.numel()} of class {s}, per_class={per_class}")
         picks.append(found)
     src_idx = torch.cat(picks)  # (num_classes * per_class,)
     src = y[src_idx]
@@ -897,9 +876,9 @@ def targeted_success_grid(
     xs = x[src_idx].repeat_interleave(num_classes - 1, dim=0)
     ts = targets.reshape(-1)
     x_adv = pgd(model, xs, ts, eps, alpha, steps, norm=norm, targeted=True,
-                generator=generator, batch_size=batch_size, early_stop=early_stop)
+                seed=seed, batch_size=batch_size, early_stop=early_stop, progress=progress)
     with _attack_mode(model):
-        hit = (_predict(model, x_adv) == ts).double().cpu()
+        hit = (models.predict(model, x_adv) == ts).double().cpu()
     grid = torch.zeros(num_classes, num_classes, dtype=torch.float64)
     counts = torch.zeros(num_classes, num_classes, dtype=torch.float64)
     s_rep = src.repeat_interleave(num_classes - 1).cpu()
@@ -910,23 +889,23 @@ def targeted_success_grid(
     return grid
 
 
-def label_flow(model: nn.Module, x: torch.Tensor, delta: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+def label_flow(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
+               num_classes: int = 10) -> torch.Tensor:
     """Counts of (clean prediction, prediction on ``clip(x + delta)``) pairs.
 
     ``flow[a, b]`` is the number of images predicted ``a`` without and ``b`` with the
     perturbation: the off-diagonal mass is what the fooling rate counts, and its column sums show
     which labels a universal perturbation pushes images to. int64 (num_classes, num_classes), CPU.
     """
-    model = _check_model(model)
-    x = _check_images(x)
-    delta = _check_delta(delta, x)
-    num_classes = _check_int(num_classes, "num_classes", minimum=2)
-    _check_device(model, x)
+    model, x = _validated(model, x)
+    delta = _universal_delta(delta, x)
+    num_classes = checks.integer(num_classes, "num_classes", low=2)
     with _attack_mode(model):
-        clean = _predict(model, x).cpu()
-        perturbed = _predict(model, (x + delta).clamp(0.0, 1.0)).cpu()
+        clean = models.predict(model, x).cpu()
+        perturbed = models.predict(model, (x + delta).clamp(0.0, 1.0)).cpu()
     if int(max(clean.max(), perturbed.max())) >= num_classes:
         raise ValueError(f"num_classes={num_classes} is smaller than the model's number of classes")
     flow = torch.zeros(num_classes, num_classes, dtype=torch.long)
     flow.index_put_((clean, perturbed), torch.ones_like(clean), accumulate=True)
     return flow
+

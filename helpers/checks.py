@@ -41,6 +41,7 @@ __all__ = [
     "module",
     "numpy_rng",
     "real",
+    "same_device",
     "same_length",
     "torch_generator",
     "torch_labels",
@@ -283,3 +284,12 @@ def torch_labels(y: Any, name: str = "y", *, n: int | None = None,
             top = "num_classes" if num_classes is None else num_classes
             raise ValueError(f"{name} must hold labels in [0, {top}), got values in [{lo}, {hi}]")
     return y.to(device=device if device is not None else y.device, dtype=torch.long)
+
+
+def same_device(model: Any, x: Any, name: str = "x") -> None:
+    """ValueError unless tensor ``x`` is on the device of ``model``'s parameters (a model
+    without parameters runs anywhere)."""
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device != x.device:
+        raise ValueError(f"{name} is on {x.device} but the model's parameters are on "
+                         f"{param.device}; move both to the same device")

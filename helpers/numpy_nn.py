@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from helpers import checks
+
 __all__ = [
     "SGD",
     "Adam",
@@ -45,6 +47,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "accuracy",
+    "dead_relu_fraction",
     "fit",
     "gradient_check",
     "gradient_errors",
@@ -61,26 +64,18 @@ _FLOAT_DTYPES = (np.float32, np.float64)
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_dtype(dtype) -> np.dtype:
+def _float_dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
     if dt.type not in _FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
 
-def _check_x(x, name: str = "x", dtype=None) -> np.ndarray:
-    """Return ``x`` as a 2-D finite floating array (no copy when it already is one)."""
-    if not isinstance(x, np.ndarray):
-        if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
-            x = np.asarray(x)
-        else:
-            raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+def _features(x, name: str = "x", dtype=None) -> np.ndarray:
+    """``x`` as a 2-D finite real array (any array-like; no copy when it already is one)."""
+    x = checks.array(x, name, ndim=2, dtype="any")
+    if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} must contain at least one sample, got shape {x.shape}")
     if dtype is not None:
         x = np.asarray(x, dtype=dtype)
     if not np.isfinite(x).all():
@@ -88,49 +83,9 @@ def _check_x(x, name: str = "x", dtype=None) -> np.ndarray:
     return x
 
 
-def _check_labels(y, n: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Return ``y`` as a 1-D int64 array of length ``n`` with values in ``[0, n_classes)``."""
-    if not isinstance(y, np.ndarray):
-        if hasattr(y, "__array__") and not isinstance(y, (list, tuple)):
-            y = np.asarray(y)
-        else:
-            raise TypeError(f"{name} must be a NumPy array of integer labels, got {type(y).__name__}")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {y.shape}")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but x has {n} samples; they must match")
-    if n and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} must hold integers in [0, {n_classes}), got values in [{y.min()}, {y.max()}]"
-        )
-    return y.astype(np.int64, copy=False)
-
-
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _rng(seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        return np.random.default_rng(seed)
-    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {seed!r}")
+def _labels(y, n: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """``y`` as 1-D int64 labels, one per sample, in ``[0, n_classes)``."""
+    return checks.labels(y, name, n=n, num_classes=n_classes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,20 +153,20 @@ class Dense(Layer):
     ----------
     in_features, out_features : int >= 1
     init : "he" or "xavier"
-    rng : None, int or numpy Generator
-        Source of the initial weights.
+    seed : None, int or numpy Generator
+        Source of the initial weights (:func:`helpers.checks.numpy_rng`).
     dtype : float32 (default, training) or float64 (gradient checks).
     """
 
-    def __init__(self, in_features: int, out_features: int, init: str = "he", rng=None,
+    def __init__(self, in_features: int, out_features: int, init: str = "he", seed=None,
                  dtype=np.float32):
-        self.in_features = _check_positive_int(in_features, "in_features")
-        self.out_features = _check_positive_int(out_features, "out_features")
+        self.in_features = checks.integer(in_features, "in_features", low=1)
+        self.out_features = checks.integer(out_features, "out_features", low=1)
         if init not in ("he", "xavier"):
             raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
         self.init = init
-        dt = _check_dtype(dtype)
-        gen = _rng(rng)
+        dt = _float_dtype(dtype)
+        gen = checks.numpy_rng(seed)
         d, m = self.in_features, self.out_features
         if init == "he":
             w = gen.standard_normal((d, m)) * math.sqrt(2.0 / d)
@@ -356,7 +311,7 @@ class SoftmaxCrossEntropy:
             raise ValueError(
                 f"logits must be a 2-D array (N, n_classes), got {getattr(logits, 'shape', None)}"
             )
-        y = _check_labels(y, logits.shape[0], logits.shape[1])
+        y = _labels(y, logits.shape[0], logits.shape[1])
         n = logits.shape[0]
         z = logits - logits.max(axis=1, keepdims=True)
         rows = np.arange(n)
@@ -426,7 +381,8 @@ class Sequential:
                 )
         dtypes = {la.W.dtype for _, la in dense}
         if len(dtypes) != 1:
-            raise TypeError(f"all Dense layers must share one dtype, got {sorted(map(str, dtypes))}")
+            raise TypeError(f"all Dense layers must share one dtype, got "
+                            f"{sorted(map(str, dtypes))}")
         self.layers = layers
         self._first_dense = dense[0][0]
 
@@ -451,7 +407,7 @@ class Sequential:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits for ``x`` of shape ``(N, in_features)``; caches activations for backward."""
-        x = _check_x(x)
+        x = _features(x)
         if x.shape[1] != self.in_features:
             raise ValueError(
                 f"x has {x.shape[1]} features but the network expects {self.in_features}"
@@ -491,8 +447,8 @@ class Sequential:
     # -- inference ------------------------------------------------------------------------------
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Softmax class probabilities, shape ``(N, n_classes)``, computed in batches."""
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        x = _check_x(x)
+        batch_size = checks.integer(batch_size, "batch_size", low=1)
+        x = _features(x)
         if x.shape[1] != self.in_features:
             raise ValueError(
                 f"x has {x.shape[1]} features but the network expects {self.in_features}"
@@ -510,7 +466,7 @@ class Sequential:
     # -- copies ---------------------------------------------------------------------------------
     def astype(self, dtype) -> Sequential:
         """A deep copy of the network with parameters in ``dtype`` (float32 or float64)."""
-        dt = _check_dtype(dtype)
+        dt = _float_dtype(dtype)
         net = copy.deepcopy(self)
         for layer in net.layers:
             layer._astype(dt)
@@ -529,7 +485,7 @@ _ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh"
 
 def mlp(sizes: Sequence[int], activation: str = "relu", init: str | None = None, seed=0,
         dtype=np.float32) -> Sequential:
-    """Build ``Dense -> act -> ... -> Dense`` with layer widths ``sizes`` (input first, classes last).
+    """Build ``Dense -> act -> ... -> Dense`` with widths ``sizes`` (input first, classes last).
 
     ``init`` defaults to ``"he"`` for ReLU and ``"xavier"`` for sigmoid/tanh (the pairing each
     scheme was derived for). ``seed`` (int, None or Generator) makes the weights reproducible.
@@ -539,15 +495,15 @@ def mlp(sizes: Sequence[int], activation: str = "relu", init: str | None = None,
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least input and output widths, got {sizes}")
     for s in sizes:
-        _check_positive_int(s, "sizes[i]")
+        checks.integer(s, "sizes[i]", low=1)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     if init is None:
         init = "he" if activation == "relu" else "xavier"
-    gen = _rng(seed)
+    gen = checks.numpy_rng(seed)
     layers: list[Layer] = []
     for i, (d, m) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(Dense(d, m, init=init, rng=gen, dtype=dtype))
+        layers.append(Dense(d, m, init=init, seed=gen, dtype=dtype))
         if i < len(sizes) - 2:
             layers.append(_ACTIVATIONS[activation]())
     return Sequential(layers)
@@ -567,10 +523,10 @@ class _Optimizer:
     """
 
     def __init__(self, lr: float, weight_decay: float):
-        lr = _check_real(lr, "lr")
+        lr = checks.real(lr, "lr")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        weight_decay = _check_real(weight_decay, "weight_decay")
+        weight_decay = checks.real(weight_decay, "weight_decay")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.lr = lr
@@ -621,7 +577,7 @@ class SGD(_Optimizer):
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
-        momentum = _check_real(momentum, "momentum")
+        momentum = checks.real(momentum, "momentum")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
@@ -659,10 +615,10 @@ class Adam(_Optimizer):
         super().__init__(lr, weight_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        b1, b2 = (_check_real(b, "betas[i]") for b in betas)
+        b1, b2 = (checks.real(b, "betas[i]") for b in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
-        eps = _check_real(eps, "eps")
+        eps = checks.real(eps, "eps")
         if eps <= 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         self.beta1, self.beta2, self.eps = b1, b2, eps
@@ -703,8 +659,8 @@ def accuracy(net: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 40
     """Fraction of samples whose predicted class equals the label."""
     if not isinstance(net, Sequential):
         raise TypeError(f"net must be a Sequential, got {type(net).__name__}")
-    x = _check_x(x)
-    y = _check_labels(y, x.shape[0], net.n_classes)
+    x = _features(x)
+    y = _labels(y, x.shape[0], net.n_classes)
     return float(np.mean(net.predict(x, batch_size) == y))
 
 
@@ -755,28 +711,28 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
     """
     if not isinstance(net, Sequential):
         raise TypeError(f"net must be a Sequential, got {type(net).__name__}")
-    epochs = _check_positive_int(epochs, "epochs")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    x = _check_x(x, "x", dtype=net.dtype)
+    epochs = checks.integer(epochs, "epochs", low=1)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    x = _features(x, "x", dtype=net.dtype)
     if x.shape[1] != net.in_features:
         raise ValueError(f"x has {x.shape[1]} features but the network expects {net.in_features}")
-    y = _check_labels(y, x.shape[0], net.n_classes)
+    y = _labels(y, x.shape[0], net.n_classes)
     if (x_val is None) != (y_val is None):
         raise ValueError("x_val and y_val must be given together")
     if x_val is not None:
-        x_val = _check_x(x_val, "x_val", dtype=net.dtype)
+        x_val = _features(x_val, "x_val", dtype=net.dtype)
         if x_val.shape[1] != net.in_features:
             raise ValueError(
                 f"x_val has {x_val.shape[1]} features but the network expects {net.in_features}"
             )
-        y_val = _check_labels(y_val, x_val.shape[0], net.n_classes, "y_val")
+        y_val = _labels(y_val, x_val.shape[0], net.n_classes, "y_val")
     if optimizer is None:
         optimizer = Adam(lr=1e-3)
     if not isinstance(optimizer, _Optimizer):
         raise TypeError(f"optimizer must be SGD or Adam, got {type(optimizer).__name__}")
     if lr_schedule is not None and not callable(lr_schedule):
         raise TypeError("lr_schedule must be a callable epoch -> learning rate")
-    gen = _rng(seed)
+    gen = checks.numpy_rng(seed)
     n = x.shape[0]
     n_batches = -(-n // batch_size)
     params, grads = net.params(), net.grads()
@@ -787,7 +743,7 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
     try:
         for epoch in range(epochs):
             if lr_schedule is not None:
-                lr = _check_real(lr_schedule(epoch), "lr_schedule(epoch)")
+                lr = checks.real(lr_schedule(epoch), "lr_schedule(epoch)")
                 if lr <= 0:
                     raise ValueError(f"lr_schedule({epoch}) must be > 0, got {lr}")
                 optimizer.lr = lr
@@ -846,10 +802,10 @@ def _loss_and_grads(net: Sequential, x: np.ndarray, y: np.ndarray) -> float:
 def _validate_net_xy(net, x, y):
     if not isinstance(net, Sequential):
         raise TypeError(f"net must be a Sequential, got {type(net).__name__}")
-    x = _check_x(x)
+    x = _features(x)
     if x.shape[1] != net.in_features:
         raise ValueError(f"x has {x.shape[1]} features but the network expects {net.in_features}")
-    y = _check_labels(y, x.shape[0], net.n_classes)
+    y = _labels(y, x.shape[0], net.n_classes)
     return x, y
 
 
@@ -874,7 +830,7 @@ def gradient_errors(net: Sequential, x: np.ndarray, y: np.ndarray,
     :meth:`Sequential.param_names`).
     """
     x, y = _validate_net_xy(net, x, y)
-    eps = _check_real(eps, "eps")
+    eps = checks.real(eps, "eps")
     if not 0 < eps < 1:
         raise ValueError(f"eps must be in (0, 1), got {eps}")
     net64 = net.astype(np.float64)
@@ -919,6 +875,23 @@ def layer_gradient_norms(net: Sequential, x: np.ndarray, y: np.ndarray) -> list[
     return [float(np.linalg.norm(la.dW)) for la in net.layers if isinstance(la, Dense)]
 
 
+def dead_relu_fraction(net: Sequential, x: np.ndarray) -> float:
+    """Share of the hidden ReLU units that are *dead* on ``x``: output 0 for every input,
+    :math:`\\max_n \\max(z_{nj}, 0) = 0`. A dead unit passes no gradient (its mask
+    :math:`[z > 0]` is 0 everywhere), so gradient descent can no longer revive it (Maas, Hannun
+    & Ng, 2013, "Rectifier nonlinearities improve neural network acoustic models", ICML).
+    Returns 0.0 for a network without ReLU layers."""
+    if not isinstance(net, Sequential):
+        raise TypeError(f"net must be a Sequential, got {type(net).__name__}")
+    x = _features(x)
+    if x.shape[1] != net.in_features:
+        raise ValueError(f"x has {x.shape[1]} features but the network expects {net.in_features}")
+    net._forward(np.asarray(x, dtype=net.dtype))
+    alive = [(la._out > 0).any(axis=0) for la in net.layers if isinstance(la, ReLU)]
+    units = sum(a.size for a in alive)
+    return float(sum((~a).sum() for a in alive) / units) if units else 0.0
+
+
 # ----------------------------------------------------------------------------------------------
 # Toy data
 # ----------------------------------------------------------------------------------------------
@@ -933,15 +906,15 @@ def make_spirals(n_samples: int = 600, n_classes: int = 2, noise: float = 0.2,
     plus Gaussian noise of standard deviation ``noise * 0.1``. Returns ``x`` float32
     ``(n_samples, 2)`` and ``y`` int64 ``(n_samples,)`` with classes as balanced as possible.
     """
-    n_samples = _check_positive_int(n_samples, "n_samples")
-    n_classes = _check_positive_int(n_classes, "n_classes", minimum=2)
-    noise = _check_real(noise, "noise")
-    turns = _check_real(turns, "turns")
+    n_samples = checks.integer(n_samples, "n_samples", low=1)
+    n_classes = checks.integer(n_classes, "n_classes", low=2)
+    noise = checks.real(noise, "noise")
+    turns = checks.real(turns, "turns")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     if turns <= 0:
         raise ValueError(f"turns must be > 0, got {turns}")
-    gen = _rng(seed)
+    gen = checks.numpy_rng(seed)
     y = np.arange(n_samples) % n_classes
     t = gen.uniform(0.05, 1.0, size=n_samples)
     phi = 2 * np.pi * (turns * t + y / n_classes)

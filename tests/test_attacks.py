@@ -22,9 +22,14 @@ N_CLASSES = 10
 
 def _tiny_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, stride=2), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, stride=2), nn.ReLU(), nn.Flatten(),
-        nn.Dropout(0.2), nn.Linear(8 * 5 * 5, N_CLASSES),
+        nn.Conv2d(1, 6, 5, stride=2),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(8 * 5 * 5, N_CLASSES),
     )
 
 
@@ -82,8 +87,10 @@ def _l2(a, b):
 
 
 def _snapshot(model):
-    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
-            [p.requires_grad for p in model.parameters()])
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        [p.requires_grad for p in model.parameters()],
+    )
 
 
 def _assert_model_untouched(model, snap):
@@ -98,15 +105,17 @@ FOOL_MIN = {("linf", 0.1): 0.05, ("linf", 0.3): 0.3, ("l2", 2.0): 0.2}
 
 ATTACKS = {
     "fgsm": lambda m, x, y: attacks.fgsm(m, x, y, 0.1),
-    "pgd_linf": lambda m, x, y: attacks.pgd(m, x, y, 0.1, 0.02, 5, generator=0),
-    "pgd_l2": lambda m, x, y: attacks.pgd(m, x, y, 1.5, 0.3, 5, norm="l2", generator=0),
-    "pgd_margin_targeted": lambda m, x, y: attacks.pgd(m, x, (y + 1) % 10, 0.1, 0.02, 5,
-                                                       targeted=True, loss="margin", generator=0),
-    "pgd_restarts": lambda m, x, y: attacks.pgd(m, x, y, 0.05, 0.01, 3, restarts=3, generator=0),
+    "pgd_linf": lambda m, x, y: attacks.pgd(m, x, y, 0.1, 0.02, 5, seed=0),
+    "pgd_l2": lambda m, x, y: attacks.pgd(m, x, y, 1.5, 0.3, 5, norm="l2", seed=0),
+    "pgd_margin_targeted": lambda m, x, y: attacks.pgd(
+        m, x, (y + 1) % 10, 0.1, 0.02, 5, targeted=True, loss="margin", seed=0
+    ),
+    "pgd_restarts": lambda m, x, y: attacks.pgd(m, x, y, 0.05, 0.01, 3, restarts=3, seed=0),
     "deepfool": lambda m, x, y: attacks.deepfool(m, x, max_iter=3)[0],
-    "uap": lambda m, x, y: attacks.universal_perturbation(m, x, 0.1, max_passes=1, generator=0,
-                                                          deepfool_max_iter=3),
-    "sgd_uap": lambda m, x, y: attacks.sgd_universal_perturbation(m, x, 0.1, epochs=1, generator=0),
+    "uap": lambda m, x, y: attacks.universal_perturbation(
+        m, x, 0.1, max_passes=1, seed=0, deepfool_max_iter=3
+    ),
+    "sgd_uap": lambda m, x, y: attacks.sgd_universal_perturbation(m, x, 0.1, epochs=1, seed=0),
     "fooling_rate": lambda m, x, y: attacks.fooling_rate(m, x, torch.full((1, 1, 28, 28), 0.1)),
     "grid": lambda m, x, y: attacks.targeted_success_grid(m, x, y, 0.1, 0.05, 2, per_class=1),
     "label_flow": lambda m, x, y: attacks.label_flow(m, x, torch.zeros(1, 1, 28, 28)),
@@ -143,7 +152,7 @@ def test_mode_restored_when_the_attack_raises(problem):
     model, x, y, _ = problem
     model.train()
     try:
-        with pytest.raises(ValueError, match="labels must be in"):
+        with pytest.raises(ValueError, match="must hold labels in"):
             attacks.pgd(model, x[:4], torch.tensor([0, 1, 2, 10]), 0.1, 0.01, 2)
         assert all(m.training for m in model.modules())
     finally:
@@ -153,10 +162,10 @@ def test_mode_restored_when_the_attack_raises(problem):
 def test_attack_in_train_mode_equals_attack_in_eval_mode(problem):
     """The attack runs the model in eval mode, so dropout does not make it random."""
     model, x, y, _ = problem
-    a = attacks.pgd(model.eval(), x[:20], y[:20], 0.1, 0.02, 5, generator=3)
+    a = attacks.pgd(model.eval(), x[:20], y[:20], 0.1, 0.02, 5, seed=3)
     model.train()
     try:
-        b = attacks.pgd(model, x[:20], y[:20], 0.1, 0.02, 5, generator=3)
+        b = attacks.pgd(model, x[:20], y[:20], 0.1, 0.02, 5, seed=3)
     finally:
         model.eval()
     assert torch.equal(a, b)
@@ -169,9 +178,11 @@ def test_attack_in_train_mode_equals_attack_in_eval_mode(problem):
 def test_fgsm_ball_box_and_reference(problem, eps):
     model, x, y, _ = problem
     x_adv = attacks.fgsm(model, x, y, eps)
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert x_adv.shape == x.shape
+    assert x_adv.dtype == x.dtype
     assert float(_linf(x_adv, x).max()) <= eps + 1e-6
-    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    assert float(x_adv.min()) >= 0.0
+    assert float(x_adv.max()) <= 1.0
     xr = x.clone().requires_grad_(True)
     loss = F.cross_entropy(model(xr), y, reduction="sum")
     (g,) = torch.autograd.grad(loss, xr)
@@ -179,20 +190,35 @@ def test_fgsm_ball_box_and_reference(problem, eps):
     assert torch.allclose(x_adv, expected, atol=1e-7)
 
 
-@pytest.mark.parametrize("norm,eps,alpha", [("linf", 0.1, 0.02), ("linf", 0.3, 0.05),
-                                             ("l2", 1.0, 0.25), ("l2", 3.0, 0.5)])
+@pytest.mark.parametrize(
+    ("norm", "eps", "alpha"),
+    [("linf", 0.1, 0.02), ("linf", 0.3, 0.05), ("l2", 1.0, 0.25), ("l2", 3.0, 0.5)],
+)
 @pytest.mark.parametrize("random_start", [True, False])
 @pytest.mark.parametrize("loss", ["ce", "margin"])
 @pytest.mark.parametrize("targeted", [False, True])
 def test_pgd_stays_in_ball_and_box(problem, norm, eps, alpha, random_start, loss, targeted):
     model, x, y, _ = problem
     labels = (y + 3) % N_CLASSES if targeted else y
-    x_adv = attacks.pgd(model, x[:64], labels[:64], eps, alpha, 6, norm=norm,
-                        random_start=random_start, loss=loss, targeted=targeted, generator=1)
+    x_adv = attacks.pgd(
+        model,
+        x[:64],
+        labels[:64],
+        eps,
+        alpha,
+        6,
+        norm=norm,
+        random_start=random_start,
+        loss=loss,
+        targeted=targeted,
+        seed=1,
+    )
     dist = _linf(x_adv, x[:64]) if norm == "linf" else _l2(x_adv, x[:64])
     assert float(dist.max()) <= eps + 1e-6
-    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
-    assert x_adv.shape == (64, 1, 28, 28) and x_adv.dtype == torch.float32
+    assert float(x_adv.min()) >= 0.0
+    assert float(x_adv.max()) <= 1.0
+    assert x_adv.shape == (64, 1, 28, 28)
+    assert x_adv.dtype == torch.float32
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -200,7 +226,7 @@ def test_random_start_is_inside_the_ball(problem, norm):
     """steps=1 with a tiny alpha: the result is (almost) the random start itself."""
     model, x, y, _ = problem
     eps = 0.2 if norm == "linf" else 2.0
-    x_adv = attacks.pgd(model, x[:50], y[:50], eps, 1e-6, 1, norm=norm, generator=0)
+    x_adv = attacks.pgd(model, x[:50], y[:50], eps, 1e-6, 1, norm=norm, seed=0)
     dist = _linf(x_adv, x[:50]) if norm == "linf" else _l2(x_adv, x[:50])
     assert float(dist.max()) <= eps + 1e-6
     assert float(dist.min()) > 0.0  # it did move
@@ -208,11 +234,13 @@ def test_random_start_is_inside_the_ball(problem, norm):
 
 def test_eps_zero_returns_the_input(problem):
     model, x, y, _ = problem
-    for out in (attacks.fgsm(model, x, y, 0.0),
-                attacks.pgd(model, x, y, 0.0, 0.01, 3),
-                attacks.pgd(model, x, y, 0, 0.01, 3, norm="l2", targeted=True, restarts=2),
-                attacks.universal_perturbation(model, x, 0.0) + x,
-                attacks.sgd_universal_perturbation(model, x, 0.0) + x):
+    for out in (
+        attacks.fgsm(model, x, y, 0.0),
+        attacks.pgd(model, x, y, 0.0, 0.01, 3),
+        attacks.pgd(model, x, y, 0, 0.01, 3, norm="l2", targeted=True, restarts=2),
+        attacks.universal_perturbation(model, x, 0.0) + x,
+        attacks.sgd_universal_perturbation(model, x, 0.0) + x,
+    ):
         assert torch.equal(out, x)
     assert attacks.fgsm(model, x, y, 0.0) is not x
 
@@ -234,32 +262,35 @@ def test_project_perturbation():
 
 def test_pgd_same_seed_same_result(problem):
     model, x, y, _ = problem
-    a = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, generator=7)
-    b = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, generator=7)
-    c = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, generator=torch.Generator().manual_seed(7))
-    d = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, generator=8)
-    assert torch.equal(a, b) and torch.equal(a, c)
+    a = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, seed=7)
+    b = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, seed=7)
+    c = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, seed=torch.Generator().manual_seed(7))
+    d = attacks.pgd(model, x, y, 0.1, 0.02, 4, restarts=2, seed=8)
+    assert torch.equal(a, b)
+    assert torch.equal(a, c)
     assert not torch.equal(a, d)
     torch.manual_seed(5)
     e = attacks.pgd(model, x, y, 0.1, 0.02, 4)
     torch.manual_seed(5)
     f = attacks.pgd(model, x, y, 0.1, 0.02, 4)
-    assert torch.equal(e, f)  # generator=None: torch's global generator
+    assert torch.equal(e, f)  # seed=None: torch's global generator
 
 
 def test_pgd_result_does_not_depend_on_batch_size(problem):
     model, x, y, _ = problem
-    a = attacks.pgd(model, x[:50], y[:50], 0.1, 0.02, 4, restarts=2, generator=2)
-    b = attacks.pgd(model, x[:50], y[:50], 0.1, 0.02, 4, restarts=2, generator=2, batch_size=7)
+    a = attacks.pgd(model, x[:50], y[:50], 0.1, 0.02, 4, restarts=2, seed=2)
+    b = attacks.pgd(model, x[:50], y[:50], 0.1, 0.02, 4, restarts=2, seed=2, batch_size=7)
     assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_universal_perturbation_is_deterministic(problem):
     model, _, _, x_train = problem
-    a = attacks.universal_perturbation(model, x_train[:60], 0.1, max_passes=2, generator=4,
-                                       deepfool_max_iter=3)
-    b = attacks.universal_perturbation(model, x_train[:60], 0.1, max_passes=2, generator=4,
-                                       deepfool_max_iter=3)
+    a = attacks.universal_perturbation(
+        model, x_train[:60], 0.1, max_passes=2, seed=4, deepfool_max_iter=3
+    )
+    b = attacks.universal_perturbation(
+        model, x_train[:60], 0.1, max_passes=2, seed=4, deepfool_max_iter=3
+    )
     assert torch.equal(a, b)
 
 
@@ -270,7 +301,7 @@ def test_attacks_lower_accuracy_and_pgd_beats_fgsm(problem):
     model, x, y, _ = problem
     clean = _accuracy(model, x, y)
     fgsm_acc = _accuracy(model, attacks.fgsm(model, x, y, 0.15), y)
-    pgd_acc = _accuracy(model, attacks.pgd(model, x, y, 0.15, 0.02, 20, generator=0), y)
+    pgd_acc = _accuracy(model, attacks.pgd(model, x, y, 0.15, 0.02, 20, seed=0), y)
     assert fgsm_acc < clean
     assert pgd_acc <= fgsm_acc
     assert pgd_acc < 0.2
@@ -278,8 +309,10 @@ def test_attacks_lower_accuracy_and_pgd_beats_fgsm(problem):
 
 def test_pgd_accuracy_decreases_with_eps(problem):
     model, x, y, _ = problem
-    accs = [_accuracy(model, attacks.pgd(model, x, y, e, max(e, 0.01) / 4, 10, generator=0), y)
-            for e in (0.0, 0.03, 0.06, 0.1)]
+    accs = [
+        _accuracy(model, attacks.pgd(model, x, y, e, max(e, 0.01) / 4, 10, seed=0), y)
+        for e in (0.0, 0.03, 0.06, 0.1)
+    ]
     assert accs == sorted(accs, reverse=True)
     assert accs[0] > accs[-1] + 0.5
 
@@ -289,8 +322,8 @@ def test_restarts_keep_every_success_of_the_first_restart(problem):
     an example by a successful one or, among failures, by one with a higher loss."""
     model, x, y, _ = problem
     eps, alpha, steps = 0.06, 0.01, 5
-    one = attacks.pgd(model, x, y, eps, alpha, steps, restarts=1, generator=11)
-    many = attacks.pgd(model, x, y, eps, alpha, steps, restarts=4, generator=11)
+    one = attacks.pgd(model, x, y, eps, alpha, steps, restarts=1, seed=11)
+    many = attacks.pgd(model, x, y, eps, alpha, steps, restarts=4, seed=11)
     with torch.no_grad():
         ok_one, ok_many = model(one).argmax(1) != y, model(many).argmax(1) != y
         loss_one = F.cross_entropy(model(one), y, reduction="none")
@@ -304,14 +337,15 @@ def test_restarts_keep_every_success_of_the_first_restart(problem):
 def test_early_stop_succeeds_wherever_the_last_iterate_does(problem):
     model, x, y, _ = problem
     args = (model, x, y, 0.08, 0.01, 8)
-    last, step_last = attacks.pgd(*args, generator=0, return_success_step=True)
-    early, step_early = attacks.pgd(*args, generator=0, early_stop=True, return_success_step=True)
+    last, step_last = attacks.pgd(*args, seed=0, return_success_step=True)
+    early, step_early = attacks.pgd(*args, seed=0, early_stop=True, return_success_step=True)
     with torch.no_grad():
         ok_last, ok_early = model(last).argmax(1) != y, model(early).argmax(1) != y
     assert bool((ok_early | ~ok_last).all())
     assert torch.equal(ok_early, step_early <= 8)  # early stop returns the first fooling iterate
     assert torch.equal(step_last, step_early)  # same trajectory up to the first success
-    assert int(step_early.min()) >= 0 and int(step_early.max()) <= 9
+    assert int(step_early.min()) >= 0
+    assert int(step_early.max()) <= 9
 
 
 @pytest.mark.parametrize("loss", ["ce", "margin"])
@@ -322,7 +356,7 @@ def test_targeted_attacks_move_toward_the_target(problem, loss, attack):
     if attack == "fgsm":
         x_adv = attacks.fgsm(model, x, target, 0.1, targeted=True, loss=loss)
     else:
-        x_adv = attacks.pgd(model, x, target, 0.2, 0.02, 20, targeted=True, loss=loss, generator=0)
+        x_adv = attacks.pgd(model, x, target, 0.2, 0.02, 20, targeted=True, loss=loss, seed=0)
     with torch.no_grad():
         p_clean = F.softmax(model(x), 1).gather(1, target[:, None]).squeeze(1)
         logits_adv = model(x_adv)
@@ -354,8 +388,9 @@ class ScaleLogits(nn.Module):
 def test_float64_inputs_give_float64_outputs(problem):
     model, x, y, _ = problem
     m64 = _tiny_cnn().double().eval()
-    m64.load_state_dict({k: v.double() if v.is_floating_point() else v
-                         for k, v in model.state_dict().items()})
+    m64.load_state_dict(
+        {k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    )
     x64 = x[:10].double()
     assert attacks.fgsm(m64, x64, y[:10], 0.1).dtype == torch.float64
     assert attacks.pgd(m64, x64, y[:10], 1.0, 0.2, 2, norm="l2").dtype == torch.float64
@@ -370,10 +405,10 @@ def test_outputs_stay_on_cuda(problem):
     m = _tiny_cnn().cuda().eval()
     m.load_state_dict(model.state_dict())
     xc, yc = x[:20].cuda(), y[:20].cuda()
-    assert attacks.pgd(m, xc, yc, 0.1, 0.02, 3, generator=0).device.type == "cuda"
+    assert attacks.pgd(m, xc, yc, 0.1, 0.02, 3, seed=0).device.type == "cuda"
     assert attacks.deepfool(m, xc)[0].device.type == "cuda"
-    assert attacks.universal_perturbation(m, xc, 0.1, max_passes=1, generator=0).device.type == "cuda"
-    assert attacks.sgd_universal_perturbation(m, xc, 0.1, epochs=1, generator=0).device.type == "cuda"
+    assert attacks.universal_perturbation(m, xc, 0.1, max_passes=1, seed=0).device.type == "cuda"
+    assert attacks.sgd_universal_perturbation(m, xc, 0.1, epochs=1, seed=0).device.type == "cuda"
 
 
 # ------------------------------------------------------------------ DeepFool
@@ -394,7 +429,9 @@ def test_deepfool_is_exact_on_a_linear_classifier():
     k0 = f.argmax(1)
     for i in range(len(x)):
         others = [k for k in range(10) if k != int(k0[i])]
-        dist = torch.stack([(f[i, k] - f[i, k0[i]]).abs() / (W[k] - W[k0[i]]).norm() for k in others])
+        dist = torch.stack(
+            [(f[i, k] - f[i, k0[i]]).abs() / (W[k] - W[k0[i]]).norm() for k in others]
+        )
         expected = (1 + overshoot) * (float(dist.min()) + 1e-4)
         assert math.isclose(float(delta[i].norm()), expected, rel_tol=1e-3)
     assert bool((iters == 1).all())
@@ -408,14 +445,18 @@ def test_deepfool_flips_labels_with_small_perturbations(problem):
     with torch.no_grad():
         flipped = model(x + delta).argmax(1) != model(x).argmax(1)
     assert float(flipped.float().mean()) > 0.95
-    assert float((x + delta).min()) >= 0.0 and float((x + delta).max()) <= 1.0
-    assert iters.dtype == torch.int64 and iters.shape == (len(x),)
-    assert int(iters.min()) >= 1 and int(iters.max()) <= 50
+    assert float((x + delta).min()) >= 0.0
+    assert float((x + delta).max()) <= 1.0
+    assert iters.dtype == torch.int64
+    assert iters.shape == (len(x),)
+    assert int(iters.min()) >= 1
+    assert int(iters.max()) <= 50
     # DeepFool's perturbations are much smaller than PGD's at a budget that fools the same images.
-    pgd_adv = attacks.pgd(model, x, model(x).argmax(1), 3.0, 0.3, 20, norm="l2", generator=0)
+    pgd_adv = attacks.pgd(model, x, model(x).argmax(1), 3.0, 0.3, 20, norm="l2", seed=0)
     assert float(delta[flipped].flatten(1).norm(dim=1).median()) < float(_l2(pgd_adv, x).median())
     batched, iters_b = attacks.deepfool(model, x, max_iter=50, batch_size=17)
-    assert torch.allclose(batched, delta, atol=1e-5) and torch.equal(iters_b, iters)
+    assert torch.allclose(batched, delta, atol=1e-5)
+    assert torch.equal(iters_b, iters)
 
 
 def test_deepfool_respects_max_iter(problem):
@@ -427,63 +468,138 @@ def test_deepfool_respects_max_iter(problem):
 # ------------------------------------------------------------------ universal perturbations
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
 def test_universal_perturbation_shape_ball_and_effect(problem, norm, eps):
     model, x_test, _, x_train = problem
-    v, history = attacks.universal_perturbation(model, x_train[:100], eps, norm=norm,
-                                                max_passes=2, generator=0, return_history=True,
-                                                deepfool_max_iter=5)
-    assert v.shape == (1, 1, 28, 28) and v.dtype == torch.float32
+    v, history = attacks.universal_perturbation(
+        model,
+        x_train[:100],
+        eps,
+        norm=norm,
+        max_passes=2,
+        seed=0,
+        return_history=True,
+        deepfool_max_iter=5,
+    )
+    assert v.shape == (1, 1, 28, 28)
+    assert v.dtype == torch.float32
     size = float(v.abs().max()) if norm == "linf" else float(v.norm())
     assert size <= eps + 1e-6
     assert 1 <= len(history) <= 2
-    assert history[-1] == pytest.approx(attacks.fooling_rate(model, x_train[:100], v))
+    assert [h["step"] for h in history] == list(range(1, len(history) + 1))
+    assert history[-1]["fooling_rate"] == pytest.approx(
+        attacks.fooling_rate(model, x_train[:100], v)
+    )
     assert size > 0.5 * eps  # it grew to the budget
-    assert attacks.fooling_rate(model, x_test, v) > FOOL_MIN[(norm, eps)]
+    # the control: random noise of the same norm (a sign pattern, or a uniform L2 direction)
+    g = torch.Generator().manual_seed(0)
+    if norm == "linf":
+        noise = eps * (torch.randint(0, 2, (1, 1, 28, 28), generator=g).float() * 2 - 1)
+    else:
+        noise = torch.randn(1, 1, 28, 28, generator=g)
+        noise = eps * noise / noise.norm()
+    noise_rate = attacks.fooling_rate(model, x_test, noise)
+    assert attacks.fooling_rate(model, x_test, v) > noise_rate + 0.05
 
 
 def test_universal_perturbation_stops_at_the_target_rate(problem):
     model, _, _, x_train = problem
-    _, history = attacks.universal_perturbation(model, x_train[:100], 0.3, max_passes=6,
-                                                target_fooling_rate=0.1, generator=0,
-                                                return_history=True, deepfool_max_iter=5)
-    assert history[-1] >= 0.1
-    assert all(h < 0.1 for h in history[:-1])
+    _, history = attacks.universal_perturbation(
+        model,
+        x_train[:100],
+        0.3,
+        max_passes=6,
+        target_fooling_rate=0.1,
+        seed=0,
+        return_history=True,
+        deepfool_max_iter=5,
+    )
+    assert history[-1]["fooling_rate"] >= 0.1
+    assert all(h["fooling_rate"] < 0.1 for h in history[:-1])
 
 
-def test_universal_perturbation_sequential_batch_size_one(problem):
+def _algorithm_1_reference(model, x, eps, norm, passes, seed, max_iter):
+    """Moosavi-Dezfooli et al. 2017, Algorithm 1, written image by image with public calls."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.zeros(1, *x.shape[1:])
+    with torch.no_grad():
+        clean = model.eval()(x).argmax(1)
+    for _ in range(passes):
+        for i in torch.randperm(len(x), generator=g).tolist():
+            xi = (x[i : i + 1] + v).clamp(0, 1)
+            with torch.no_grad():
+                fooled = bool(model(xi).argmax(1) != clean[i])
+            if not fooled:
+                dv, _ = attacks.deepfool(model, xi, max_iter=max_iter)
+                v = attacks.project_perturbation(v + dv, eps, norm)
+    return v
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.2), ("l2", 1.5)])
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_universal_perturbation_is_algorithm_1_image_by_image(problem, norm, eps, batch_size):
+    # A second implementation, sequential and written differently: the look-ahead batch size
+    # only groups the fooled-or-not tests, so every batch size gives the paper's algorithm.
     model, _, _, x_train = problem
-    v = attacks.universal_perturbation(model, x_train[:20], 0.2, max_passes=1, batch_size=1,
-                                       generator=0, deepfool_max_iter=5)
-    assert float(v.abs().max()) <= 0.2 + 1e-6
-    assert float(v.abs().max()) > 0.0
+    expected = _algorithm_1_reference(model, x_train[:24], eps, norm, 2, 5, 4)
+    v, history = attacks.universal_perturbation(
+        model,
+        x_train[:24],
+        eps,
+        norm=norm,
+        max_passes=2,
+        target_fooling_rate=1.0,
+        batch_size=batch_size,
+        seed=5,
+        deepfool_max_iter=4,
+        return_history=True,
+    )
+    assert torch.allclose(v, expected, atol=1e-5)
+    assert len(history) == 2
+    assert history[-1]["image_gradients"] > history[0]["image_gradients"]
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
 def test_sgd_universal_perturbation_shape_ball_and_effect(problem, norm, eps):
     model, x_test, _, x_train = problem
-    v, history = attacks.sgd_universal_perturbation(model, x_train[:100], eps, norm=norm,
-                                                    epochs=5, batch_size=20, step_size=eps / 10,
-                                                    generator=0, return_history=True)
-    assert v.shape == (1, 1, 28, 28) and v.dtype == torch.float32
+    v, history = attacks.sgd_universal_perturbation(
+        model,
+        x_train[:100],
+        eps,
+        norm=norm,
+        epochs=5,
+        batch_size=20,
+        step_size=eps / 10,
+        seed=0,
+        return_history=True,
+    )
+    assert v.shape == (1, 1, 28, 28)
+    assert v.dtype == torch.float32
     size = float(v.abs().max()) if norm == "linf" else float(v.norm())
     assert size <= eps + 1e-6
     assert size > 0.5 * eps  # it grew to the budget
     assert len(history) == 5
-    assert history[-1] == pytest.approx(attacks.fooling_rate(model, x_train[:100], v))
+    assert [h["image_gradients"] for h in history] == [100 * k for k in range(1, 6)]
+    assert history[-1]["fooling_rate"] == pytest.approx(
+        attacks.fooling_rate(model, x_train[:100], v)
+    )
     assert attacks.fooling_rate(model, x_test, v) > FOOL_MIN[(norm, eps)]
 
 
 def test_sgd_universal_perturbation_beats_random_noise_and_is_deterministic(problem):
     model, x_test, _, x_train = problem
-    a = attacks.sgd_universal_perturbation(model, x_train[:100], 0.2, epochs=5, batch_size=20,
-                                           generator=3)
-    b = attacks.sgd_universal_perturbation(model, x_train[:100], 0.2, epochs=5, batch_size=20,
-                                           generator=3)
+    a = attacks.sgd_universal_perturbation(
+        model, x_train[:100], 0.2, epochs=5, batch_size=20, seed=3
+    )
+    b = attacks.sgd_universal_perturbation(
+        model, x_train[:100], 0.2, epochs=5, batch_size=20, seed=3
+    )
     assert torch.equal(a, b)
     g = torch.Generator().manual_seed(0)
     noise = 0.2 * (torch.randint(0, 2, (1, 1, 28, 28), generator=g).float() * 2 - 1)
-    assert attacks.fooling_rate(model, x_test, a) > attacks.fooling_rate(model, x_test, noise) + 0.05
+    assert (
+        attacks.fooling_rate(model, x_test, a) > attacks.fooling_rate(model, x_test, noise) + 0.05
+    )
 
 
 def test_fooling_rate_matches_definition(problem):
@@ -503,7 +619,7 @@ def test_fooling_rate_matches_definition(problem):
 
 def test_targeted_success_grid(problem):
     model, x, y, _ = problem
-    grid = attacks.targeted_success_grid(model, x, y, 0.2, 0.02, 15, per_class=3, generator=0)
+    grid = attacks.targeted_success_grid(model, x, y, 0.2, 0.02, 15, per_class=3, seed=0)
     assert grid.shape == (10, 10)
     assert bool(torch.isnan(grid.diagonal()).all())
     off = grid[~torch.eye(10, dtype=torch.bool)]
@@ -516,65 +632,382 @@ def test_targeted_success_grid(problem):
 # ------------------------------------------------------------------ bad arguments
 
 
-def _bad_calls(model, x, y):
-    x4 = x[:4]
-    y4 = y[:4]
-    return [
-        ("eps", lambda: attacks.fgsm(model, x4, y4, -0.1)),
-        ("eps", lambda: attacks.pgd(model, x4, y4, -1, 0.01, 2)),
-        ("eps", lambda: attacks.pgd(model, x4, y4, float("nan"), 0.01, 2)),
-        ("eps", lambda: attacks.pgd(model, x4, y4, "0.1", 0.01, 2)),
-        ("alpha", lambda: attacks.pgd(model, x4, y4, 0.1, 0.0, 2)),
-        ("alpha", lambda: attacks.pgd(model, x4, y4, 0.1, -0.01, 2)),
-        ("steps", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 0)),
-        ("steps", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2.5)),
-        ("norm", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, norm="l1")),
-        ("norm", lambda: attacks.universal_perturbation(model, x4, 0.1, norm="inf")),
-        ("loss", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, loss="hinge")),
-        ("restarts", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, restarts=0)),
-        ("restarts", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, restarts=2, random_start=False)),
-        ("targeted", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, targeted="yes")),
-        ("generator", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, generator="seed")),
-        ("batch_size", lambda: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, batch_size=0)),
-        ("labels must be in", lambda: attacks.fgsm(model, x4, torch.tensor([0, 1, 2, 10]), 0.1)),
-        ("labels must be in", lambda: attacks.pgd(model, x4, torch.tensor([0, 1, 2, 10]), 0.0, 0.1, 1)),
-        ("negative label", lambda: attacks.pgd(model, x4, torch.tensor([0, -1, 2, 3]), 0.1, 0.01, 2)),
-        ("integer", lambda: attacks.fgsm(model, x4, y4.float(), 0.1)),
-        (r"y must have shape \(4,\)", lambda: attacks.fgsm(model, x4, y[:3], 0.1)),
-        (r"y must have shape", lambda: attacks.fgsm(model, x4, y4[:, None], 0.1)),
-        (r"\[0, 1\]", lambda: attacks.fgsm(model, x4 * 2.0, y4, 0.1)),
-        (r"\[0, 1\]", lambda: attacks.pgd(model, x4 - 0.5, y4, 0.1, 0.01, 2)),
-        ("NaN", lambda: attacks.fgsm(model, x4.masked_fill(x4 > 0.5, float("nan")), y4, 0.1)),
-        ("shape", lambda: attacks.fgsm(model, x4[:, 0], y4, 0.1)),
-        ("shape", lambda: attacks.deepfool(model, x4.flatten(1))),
-        ("shape", lambda: attacks.pgd(model, x4[:0], y4[:0], 0.1, 0.01, 2)),
-        ("floating-point", lambda: attacks.fgsm(model, (x4 * 255).to(torch.uint8), y4, 0.1)),
-        ("nn.Module", lambda: attacks.fgsm(lambda t: t, x4, y4, 0.1)),
-        ("num_classes", lambda: attacks.deepfool(model, x4, num_classes=1)),
-        ("num_classes", lambda: attacks.deepfool(model, x4, num_classes=11)),
-        ("overshoot", lambda: attacks.deepfool(model, x4, overshoot=-0.1)),
-        ("max_iter", lambda: attacks.deepfool(model, x4, max_iter=0)),
-        ("max_passes", lambda: attacks.universal_perturbation(model, x4, 0.1, max_passes=0)),
-        ("target_fooling_rate", lambda: attacks.universal_perturbation(model, x4, 0.1, target_fooling_rate=0)),
-        ("target_fooling_rate", lambda: attacks.universal_perturbation(model, x4, 0.1, target_fooling_rate=1.5)),
-        ("eps", lambda: attacks.universal_perturbation(model, x4, -0.1)),
-        ("eps", lambda: attacks.sgd_universal_perturbation(model, x4, -0.1)),
-        ("norm", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, norm="l1")),
-        ("epochs", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, epochs=0)),
-        ("step_size", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, step_size=0)),
-        ("batch_size", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, batch_size=0)),
-        ("loss_clip", lambda: attacks.sgd_universal_perturbation(model, x4, 0.1, loss_clip=-1)),
-        (r"\[0, 1\]", lambda: attacks.sgd_universal_perturbation(model, x4 + 1.0, 0.1)),
-        ("delta", lambda: attacks.fooling_rate(model, x4, torch.zeros(1, 1, 14, 14))),
-        ("delta", lambda: attacks.fooling_rate(model, x4, torch.zeros(3, 1, 28, 28))),
-        ("norm", lambda: attacks.project_perturbation(torch.zeros(2, 3), 0.1, "l0")),
-    ]
+BAD_CALLS = [
+    ("eps", lambda model, x4, y4, y: attacks.fgsm(model, x4, y4, -0.1)),
+    ("eps", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, -1, 0.01, 2)),
+    ("eps", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, float("nan"), 0.01, 2)),
+    ("eps", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, "0.1", 0.01, 2)),
+    ("alpha", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.0, 2)),
+    ("alpha", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, -0.01, 2)),
+    ("steps", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 0)),
+    ("steps", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2.5)),
+    ("norm", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, norm="l1")),
+    ("norm", lambda model, x4, y4, y: attacks.universal_perturbation(model, x4, 0.1, norm="inf")),
+    ("loss", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, loss="hinge")),
+    ("restarts", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, restarts=0)),
+    (
+        "restarts",
+        lambda model, x4, y4, y: attacks.pgd(
+            model, x4, y4, 0.1, 0.01, 2, restarts=2, random_start=False
+        ),
+    ),
+    ("targeted", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, targeted="yes")),
+    ("seed", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, seed="seed")),
+    ("batch_size", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, batch_size=0)),
+    (
+        "must hold labels in",
+        lambda model, x4, y4, y: attacks.fgsm(model, x4, torch.tensor([0, 1, 2, 10]), 0.1),
+    ),
+    (
+        "must hold labels in",
+        lambda model, x4, y4, y: attacks.pgd(model, x4, torch.tensor([0, 1, 2, 10]), 0.0, 0.1, 1),
+    ),
+    (
+        "must hold labels in",
+        lambda model, x4, y4, y: attacks.pgd(model, x4, torch.tensor([0, -1, 2, 3]), 0.1, 0.01, 2),
+    ),
+    ("integer", lambda model, x4, y4, y: attacks.fgsm(model, x4, y4.float(), 0.1)),
+    (r"y must have shape \(4,\)", lambda model, x4, y4, y: attacks.fgsm(model, x4, y[:3], 0.1)),
+    (r"y must have shape", lambda model, x4, y4, y: attacks.fgsm(model, x4, y4[:, None], 0.1)),
+    (r"\[0, 1\]", lambda model, x4, y4, y: attacks.fgsm(model, x4 * 2.0, y4, 0.1)),
+    (r"\[0, 1\]", lambda model, x4, y4, y: attacks.pgd(model, x4 - 0.5, y4, 0.1, 0.01, 2)),
+    (
+        "NaN",
+        lambda model, x4, y4, y: attacks.fgsm(
+            model, x4.masked_fill(x4 > 0.5, float("nan")), y4, 0.1
+        ),
+    ),
+    ("shape", lambda model, x4, y4, y: attacks.fgsm(model, x4[:, 0], y4, 0.1)),
+    ("shape", lambda model, x4, y4, y: attacks.deepfool(model, x4.flatten(1))),
+    ("shape", lambda model, x4, y4, y: attacks.pgd(model, x4[:0], y4[:0], 0.1, 0.01, 2)),
+    (
+        "floating-point",
+        lambda model, x4, y4, y: attacks.fgsm(model, (x4 * 255).to(torch.uint8), y4, 0.1),
+    ),
+    ("nn.Module", lambda model, x4, y4, y: attacks.fgsm(lambda t: t, x4, y4, 0.1)),
+    ("num_classes", lambda model, x4, y4, y: attacks.deepfool(model, x4, num_classes=1)),
+    ("num_classes", lambda model, x4, y4, y: attacks.deepfool(model, x4, num_classes=11)),
+    ("overshoot", lambda model, x4, y4, y: attacks.deepfool(model, x4, overshoot=-0.1)),
+    ("max_iter", lambda model, x4, y4, y: attacks.deepfool(model, x4, max_iter=0)),
+    (
+        "max_passes",
+        lambda model, x4, y4, y: attacks.universal_perturbation(model, x4, 0.1, max_passes=0),
+    ),
+    (
+        "target_fooling_rate",
+        lambda model, x4, y4, y: attacks.universal_perturbation(
+            model, x4, 0.1, target_fooling_rate=0
+        ),
+    ),
+    (
+        "target_fooling_rate",
+        lambda model, x4, y4, y: attacks.universal_perturbation(
+            model, x4, 0.1, target_fooling_rate=1.5
+        ),
+    ),
+    ("eps", lambda model, x4, y4, y: attacks.universal_perturbation(model, x4, -0.1)),
+    ("eps", lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, -0.1)),
+    (
+        "norm",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, 0.1, norm="l1"),
+    ),
+    (
+        "epochs",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, 0.1, epochs=0),
+    ),
+    (
+        "step_size",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, 0.1, step_size=0),
+    ),
+    (
+        "batch_size",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, 0.1, batch_size=0),
+    ),
+    (
+        "loss_clip",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4, 0.1, loss_clip=-1),
+    ),
+    (
+        r"\[0, 1\]",
+        lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4 + 1.0, 0.1),
+    ),
+    ("delta", lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(1, 1, 14, 14))),
+    ("delta", lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(3, 1, 28, 28))),
+    ("norm", lambda model, x4, y4, y: attacks.project_perturbation(torch.zeros(2, 3), 0.1, "l0")),
+]
 
 
-def test_bad_arguments_raise_clear_errors(problem):
+@pytest.mark.parametrize(("pattern", "call"), BAD_CALLS)
+def test_bad_arguments_raise_clear_errors(problem, pattern, call):
     model, x, y, _ = problem
     snap = _snapshot(model)
-    for pattern, call in _bad_calls(model, x, y):
-        with pytest.raises((ValueError, TypeError), match=pattern):
-            call()
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        call(model, x[:4], y[:4], y)
     _assert_model_untouched(model, snap)
+
+
+# ------------------------------------------------------------------ references with a known optimum
+
+
+class _Linear2(nn.Module):
+    """Two-class linear model on flattened images: logits (x . w0, x . w1)."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w.clone())  # (2, 784)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T
+
+
+def _linear_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = 0.01 * torch.randn(2, 784, generator=g)  # small logits: no float32 saturation
+    x = 0.4 + 0.2 * torch.rand(6, 1, 28, 28, generator=g)  # interior: the box never binds
+    y = torch.randint(0, 2, (6,), generator=g)
+    return _Linear2(w), x, y
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4, 10])
+def test_pgd_linf_on_a_linear_model_takes_exact_steps(steps):
+    # For two classes the CE gradient is (p_other)(w_other - w_y): its sign is constant, so each
+    # step moves every pixel by exactly alpha along sign(w_other - w_y) until the cube binds at
+    # eps. The constrained optimum (reached once steps * alpha >= eps) is x + eps * sign(...).
+    model, x, y = _linear_problem()
+    eps, alpha = 0.12, 0.03
+    d = (model.w[1 - y] - model.w[y]).detach().sign().view_as(x)
+    expected = x + min(steps * alpha, eps) * d
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, random_start=False)
+    assert torch.allclose(x_adv, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_pgd_l2_on_a_linear_model_follows_the_normalised_gradient(steps):
+    # L2 steepest ascent on a linear margin: delta_k = min(k alpha, eps) * u with
+    # u = (w_other - w_y) / ||w_other - w_y||, the optimum of the L2 ball once k alpha >= eps.
+    model, x, y = _linear_problem(1)
+    eps, alpha = 0.5, 0.2
+    u = (model.w[1 - y] - model.w[y]).detach()
+    u = (u / u.norm(dim=1, keepdim=True)).view_as(x)
+    x_adv = attacks.pgd(model, x, y, eps, alpha, steps, norm="l2", random_start=False)
+    assert torch.allclose(x_adv, x + min(steps * alpha, eps) * u, atol=1e-5)
+
+
+def test_pgd_linf_box_is_the_exact_projection():
+    # Pixels at 0 or 1 cannot move outward: the optimum over box and cube is the clip of
+    # x + eps * sign(g) to [0, 1], coordinate by coordinate.
+    model, x, y = _linear_problem(2)
+    x = (x - 0.5).sign().clamp(min=0)  # black-and-white image: every pixel on the box
+    d = (model.w[1 - y] - model.w[y]).detach().sign().view_as(x)
+    x_adv = attacks.pgd(model, x, y, 0.2, 0.05, 8, random_start=False)
+    assert torch.allclose(x_adv, (x + 0.2 * d).clamp(0, 1), atol=1e-6)
+
+
+class _ConstantModel(nn.Module):
+    """Logits that do not depend on the input: PGD's steps vanish (zero gradient), so what it
+    returns is its random start (kept in the box by an interior x)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor([0.0, 1.0]))
+
+    def forward(self, x):
+        return self.b.expand(x.shape[0], 2) + 0.0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_random_start_linf_is_uniform_in_the_cube():
+    from scipy import stats
+
+    x = torch.full((40, 1, 28, 28), 0.5)
+    eps = 0.2
+    delta = (
+        attacks.pgd(_ConstantModel(), x, torch.zeros(40, dtype=torch.long), eps, 1e-3, 1, seed=0)
+        - x
+    )
+    u = (delta.flatten() / eps).double().numpy()
+    # KS against U(-1, 1) on 31,360 coordinates; p > 1e-3 fails a correct sampler 1 run in 1000
+    assert stats.kstest(u, stats.uniform(loc=-1, scale=2).cdf).pvalue > 1e-3
+    assert abs(u.mean()) < 4 * (1 / 3) ** 0.5 / len(u) ** 0.5  # symmetric: 4 standard errors
+
+
+def test_random_start_l2_is_uniform_in_the_ball():
+    from scipy import stats
+
+    n, d, eps = 2000, 784, 0.5
+    x = torch.full((n, 1, 28, 28), 0.5)
+    delta = (
+        attacks.pgd(
+            _ConstantModel(), x, torch.zeros(n, dtype=torch.long), eps, 1e-6, 1, norm="l2", seed=0
+        )
+        - x
+    )
+    flat = delta.flatten(1).double()
+    r = flat.norm(dim=1) / eps
+    # uniform in the ball: P(R <= r) = r^d, so R^d ~ U(0, 1) (not the radius itself)
+    assert stats.kstest((r**d).numpy(), "uniform").pvalue > 1e-3
+    # uniform direction: (u_1 + 1) / 2 ~ Beta((d - 1) / 2, (d - 1) / 2) for one coordinate
+    u1 = (flat[:, 0] / flat.norm(dim=1)).numpy()
+    assert stats.kstest((u1 + 1) / 2, stats.beta((d - 1) / 2, (d - 1) / 2).cdf).pvalue > 1e-3
+
+
+# ------------------------------------------------------------------ orientation of the tables
+
+
+class _MeanBrightness(nn.Module):
+    """Class k <=> mean pixel value in [0.1 k, 0.1 k + 0.1): logits -(m - c_k)^2 * 1000."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Parameter(torch.arange(10) * 0.1 + 0.05, requires_grad=False)
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return -((m[:, None] - self.c) ** 2) * 1000.0
+
+
+def _upper_edge_images(per_class=2):
+    # images of class s sit at 0.1 s + 0.08, near the upper edge of their interval: class s + 1
+    # is 0.02 away, class s - 1 is 0.08 away
+    y = torch.arange(10).repeat_interleave(per_class)
+    x = (0.1 * y + 0.08).view(-1, 1, 1, 1).expand(-1, 1, 28, 28).clone()
+    return x, y
+
+
+def test_targeted_grid_orientation_on_a_hand_built_case():
+    model = _MeanBrightness()
+    x, y = _upper_edge_images()
+    grid = attacks.targeted_success_grid(model, x, y, 0.05, 0.01, 10, per_class=2, seed=0)
+    expected = torch.zeros(10, 10, dtype=torch.float64)
+    for s in range(9):
+        expected[s, s + 1] = 1.0  # only "one class up" is within eps 0.05
+    expected.fill_diagonal_(float("nan"))
+    assert torch.equal(grid.isnan(), expected.isnan())
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert torch.equal(grid[off], expected[off])  # a transposed grid fails here
+
+
+def test_label_flow_orientation_on_a_hand_built_case():
+    model = _MeanBrightness()
+    x, _ = _upper_edge_images(per_class=3)
+    flow = attacks.label_flow(model, x, torch.full((1, 1, 28, 28), 0.03))
+    expected = torch.zeros(10, 10, dtype=torch.long)
+    for s in range(9):
+        expected[s, s + 1] = 3  # row: clean prediction, column: prediction with delta
+    expected[9, 9] = 3  # 0.98 + 0.03 is clipped to 1.0: still class 9
+    assert torch.equal(flow, expected)
+
+
+def test_targeted_sgd_uap_pulls_toward_its_target():
+    model = _MeanBrightness()
+    x, _ = _upper_edge_images(per_class=3)
+    v = attacks.sgd_universal_perturbation(
+        model, x, 0.05, epochs=3, batch_size=10, target=9, seed=0
+    )
+    # every pixel moves up by eps (the mean only rises toward class 9), so each class s <= 8
+    # lands at 0.1 s + 0.13: class s + 1
+    assert torch.allclose(v, torch.full_like(v, 0.05))
+
+
+# ------------------------------------------------------------------ bad inputs (holes filled)
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "delta"),
+    [
+        (ValueError, "finite", torch.tensor([[0.1, float("nan")]])),
+        (ValueError, "finite", torch.tensor([[0.1, float("inf")]])),
+        (TypeError, "floating-point", torch.tensor([[1, 2]])),
+        (TypeError, "floating-point", [[0.1, 0.2]]),
+        (ValueError, "batch dimension", torch.tensor([0.1, 0.2])),
+    ],
+)
+def test_project_perturbation_bad_delta(error, match, delta):
+    with pytest.raises(error, match=match):
+        attacks.project_perturbation(delta, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "kwargs"),
+    [
+        (ValueError, "eps must be", {"eps": -0.1}),
+        (ValueError, "eps must be", {"eps": float("nan")}),
+        (TypeError, "eps must be a real number", {"eps": "0.1"}),
+        (TypeError, "eps must be a real number", {"eps": True}),
+        (ValueError, "norm must be one of", {"norm": "l1"}),
+    ],
+)
+def test_project_perturbation_bad_arguments(error, match, kwargs):
+    args = {"eps": 0.1, "norm": "linf", **kwargs}
+    with pytest.raises(error, match=match):
+        attacks.project_perturbation(torch.zeros(2, 3), args["eps"], args["norm"])
+
+
+def _call(name, model, x, y, **kw):
+    return {
+        "pgd": lambda: attacks.pgd(model, x, y, 0.1, 0.01, 2, **kw),
+        "uap": lambda: attacks.universal_perturbation(model, x, 0.1, max_passes=1, **kw),
+        "sgd_uap": lambda: attacks.sgd_universal_perturbation(model, x, 0.1, epochs=1, **kw),
+        "grid": lambda: attacks.targeted_success_grid(model, x, y, 0.1, 0.01, 1, per_class=1, **kw),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["pgd", "uap", "sgd_uap", "grid"])
+@pytest.mark.parametrize(
+    ("error", "match", "kwargs"),
+    [
+        (TypeError, "seed must be None, an int or a torch.Generator", {"seed": "0"}),
+        (TypeError, "seed must be None, an int or a torch.Generator", {"seed": 1.5}),
+        (TypeError, "seed must be None, an int or a torch.Generator", {"seed": True}),
+        (ValueError, "seed must be an int >= 0", {"seed": -1}),
+        (TypeError, "progress must be True or False", {"progress": "yes"}),
+        (TypeError, "unexpected keyword argument 'generator'", {"generator": 0}),
+    ],
+)
+def test_randomness_and_progress_arguments(problem, name, error, match, kwargs):
+    model, x, y, _ = problem
+    with pytest.raises(error, match=match):
+        _call(name, model, x[:40], y[:40], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "target"),
+    [
+        (ValueError, "target must be an integer >= 0", -1),
+        (TypeError, "target must be an integer", 1.0),
+        (ValueError, r"target must hold labels in \[0, 10\)", 10),
+    ],
+)
+def test_sgd_uap_bad_target(problem, error, match, target):
+    model, x, _, _ = problem
+    with pytest.raises(error, match=match):
+        attacks.sgd_universal_perturbation(model, x[:8], 0.1, epochs=1, target=target)
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "delta"),
+    [
+        (ValueError, "finite", torch.full((1, 1, 28, 28), float("nan"))),
+        (TypeError, "floating-point", torch.zeros(1, 1, 28, 28, dtype=torch.long)),
+        (TypeError, "floating-point", None),
+        (ValueError, "shape", torch.zeros(2, 1, 28, 28)),
+    ],
+)
+@pytest.mark.parametrize("fn", [attacks.fooling_rate, attacks.label_flow])
+def test_universal_delta_bad(problem, fn, error, match, delta):
+    model, x, _, _ = problem
+    with pytest.raises(error, match=match):
+        fn(model, x[:4], delta)
+
+
+@pytest.mark.parametrize("fn", ["fgsm", "pgd", "deepfool", "fooling_rate"])
+def test_numpy_images_are_refused_with_a_hint(problem, fn):
+    model, x, y, _ = problem
+    xn = x[:4].numpy()
+    call = {
+        "fgsm": lambda: attacks.fgsm(model, xn, y[:4], 0.1),
+        "pgd": lambda: attacks.pgd(model, xn, y[:4], 0.1, 0.01, 1),
+        "deepfool": lambda: attacks.deepfool(model, xn),
+        "fooling_rate": lambda: attacks.fooling_rate(model, xn, torch.zeros(1, 1, 28, 28)),
+    }
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        call[fn]()

@@ -37,13 +37,18 @@ def _layer_numeric_check(layer, x, eps=1e-6):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("make", [
-    lambda rng: nn.Dense(int(rng.integers(1, 7)), int(rng.integers(1, 7)), rng=rng,
-                         dtype=np.float64),
-    lambda rng: nn.ReLU(),
-    lambda rng: nn.Sigmoid(),
-    lambda rng: nn.Tanh(),
-], ids=["dense", "relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: nn.Dense(
+            int(rng.integers(1, 7)), int(rng.integers(1, 7)), seed=rng, dtype=np.float64
+        ),
+        lambda rng: nn.ReLU(),
+        lambda rng: nn.Sigmoid(),
+        lambda rng: nn.Tanh(),
+    ],
+    ids=["dense", "relu", "sigmoid", "tanh"],
+)
 def test_each_layer_backward_matches_finite_differences(make, seed):
     rng = np.random.default_rng(seed)
     layer = make(rng)
@@ -76,8 +81,17 @@ def test_gradient_check_whole_network_random_shapes(activation, seed):
 
 def test_gradient_check_mixed_layers_and_leaves_net_unchanged():
     rng = np.random.default_rng(5)
-    net = nn.Sequential([nn.Dense(4, 6, rng=rng), nn.Tanh(), nn.Dense(6, 5, init="xavier", rng=rng),
-                         nn.Sigmoid(), nn.Dense(5, 5, rng=rng), nn.ReLU(), nn.Dense(5, 3, rng=rng)])
+    net = nn.Sequential(
+        [
+            nn.Dense(4, 6, seed=rng),
+            nn.Tanh(),
+            nn.Dense(6, 5, init="xavier", seed=rng),
+            nn.Sigmoid(),
+            nn.Dense(5, 5, seed=rng),
+            nn.ReLU(),
+            nn.Dense(5, 3, seed=rng),
+        ]
+    )
     before = [p.copy() for p in net.params()]
     x = rng.normal(size=(7, 4)).astype(np.float32)
     y = rng.integers(0, 3, size=7)
@@ -164,8 +178,11 @@ def test_tiny_network_overfits_64_samples():
     assert hist[-1]["train_loss"] < 0.05
 
 
-@pytest.mark.parametrize("optimizer", [lambda: nn.SGD(0.5), lambda: nn.SGD(0.1, momentum=0.9),
-                                       lambda: nn.Adam(1e-2)], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [lambda: nn.SGD(0.5), lambda: nn.SGD(0.1, momentum=0.9), lambda: nn.Adam(1e-2)],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_loss_decreases_over_one_epoch(optimizer):
     x, y = nn.make_spirals(512, noise=0.1, seed=0)
     net = nn.mlp([2, 32, 32, 2], seed=0)
@@ -181,17 +198,34 @@ def test_fit_history_validation_and_reproducibility():
     runs = []
     for _ in range(2):
         net = nn.mlp([2, 16, 2], seed=4)
-        hist = nn.fit(net, x[:200], y[:200], epochs=3, batch_size=32, x_val=x[200:],
-                      y_val=y[200:], seed=7, progress=False,
-                      lr_schedule=lambda e: 1e-2 / (e + 1))
+        hist = nn.fit(
+            net,
+            x[:200],
+            y[:200],
+            epochs=3,
+            batch_size=32,
+            x_val=x[200:],
+            y_val=y[200:],
+            seed=7,
+            progress=False,
+            lr_schedule=lambda e: 1e-2 / (e + 1),
+        )
         runs.append((hist, net.params()))
     hist = runs[0][0]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert [h["lr"] for h in hist] == pytest.approx([1e-2, 5e-3, 1e-2 / 3])
     for h in hist:
-        assert set(h) == {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                          "seconds"}
-        assert 0 <= h["train_acc"] <= 1 and 0 <= h["val_acc"] <= 1
+        assert set(h) == {
+            "epoch",
+            "lr",
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_acc",
+            "seconds",
+        }
+        assert 0 <= h["train_acc"] <= 1
+        assert 0 <= h["val_acc"] <= 1
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         np.testing.assert_array_equal(a, b)
     no_val = nn.fit(nn.mlp([2, 4, 2]), x, y, epochs=1, progress=False)
@@ -201,8 +235,7 @@ def test_fit_history_validation_and_reproducibility():
 def test_fit_stops_on_divergence():
     x, y = nn.make_spirals(256, seed=0)
     net = nn.mlp([2, 64, 64, 2], seed=0)
-    hist = nn.fit(net, x * 100, y, epochs=5, batch_size=8, optimizer=nn.SGD(1e3),
-                  progress=False)
+    hist = nn.fit(net, x * 100, y, epochs=5, batch_size=8, optimizer=nn.SGD(1e3), progress=False)
     assert len(hist) == 1  # stopped in the first epoch
     assert not np.isfinite(hist[0]["train_loss"])
 
@@ -220,12 +253,18 @@ def test_training_float32_keeps_float32():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (lambda: nn.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
-    (lambda: nn.SGD(0.1, momentum=0.9, weight_decay=0.01),
-     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
-    (lambda: nn.Adam(1e-2, weight_decay=0.01), lambda p: torch.optim.Adam(p, lr=1e-2)),
-], ids=["sgd", "momentum_l2", "adam_l2"])
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (lambda: nn.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+        (
+            lambda: nn.SGD(0.1, momentum=0.9, weight_decay=0.01),
+            lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        ),
+        (lambda: nn.Adam(1e-2, weight_decay=0.01), lambda p: torch.optim.Adam(p, lr=1e-2)),
+    ],
+    ids=["sgd", "momentum_l2", "adam_l2"],
+)
 def test_optimisers_match_torch(ours, theirs):
     rng = np.random.default_rng(0)
     params = [rng.normal(size=(3, 4)), rng.normal(size=4)]
@@ -262,9 +301,9 @@ def test_predict_proba_and_predict():
 
 
 def test_initialisations_have_the_documented_scale():
-    he = nn.Dense(1000, 500, init="he", rng=0)
+    he = nn.Dense(1000, 500, init="he", seed=0)
     assert he.W.std() == pytest.approx(np.sqrt(2 / 1000), rel=0.02)
-    xa = nn.Dense(1000, 500, init="xavier", rng=0)
+    xa = nn.Dense(1000, 500, init="xavier", seed=0)
     a = np.sqrt(6 / 1500)
     assert np.abs(xa.W).max() <= a
     assert xa.W.std() == pytest.approx(a / np.sqrt(3), rel=0.02)
@@ -284,7 +323,9 @@ def test_layer_gradient_norms_vanish_with_sigmoid():
 
 def test_make_spirals():
     x, y = nn.make_spirals(301, n_classes=3, seed=0)
-    assert x.shape == (301, 2) and x.dtype == np.float32 and y.dtype == np.int64
+    assert x.shape == (301, 2)
+    assert x.dtype == np.float32
+    assert y.dtype == np.int64
     assert sorted(np.bincount(y).tolist()) == [100, 100, 101]
     x2, _ = nn.make_spirals(301, n_classes=3, seed=0)
     np.testing.assert_array_equal(x, x2)
@@ -297,12 +338,17 @@ def test_make_spirals():
 
 def _net_and_data():
     rng = np.random.default_rng(0)
-    return nn.mlp([4, 5, 3], seed=0), rng.normal(size=(6, 4)).astype(np.float32), \
-        rng.integers(0, 3, size=6)
+    return (
+        nn.mlp([4, 5, 3], seed=0),
+        rng.normal(size=(6, 4)).astype(np.float32),
+        rng.integers(0, 3, size=6),
+    )
 
 
 def test_shape_mismatch_between_layers():
-    with pytest.raises(ValueError, match=r"layers\[0\] outputs 5 features but layers\[2\] expects 6"):
+    with pytest.raises(
+        ValueError, match=r"layers\[0\] outputs 5 features but layers\[2\] expects 6"
+    ):
         nn.Sequential([nn.Dense(4, 5), nn.ReLU(), nn.Dense(6, 2)])
     with pytest.raises(ValueError, match="Dense expects x of shape"):
         nn.Dense(4, 5).forward(np.zeros((2, 3), dtype=np.float32))
@@ -313,30 +359,36 @@ def test_x_with_wrong_number_of_features(call):
     net, x, y = _net_and_data()
     bad = np.zeros((6, 5), dtype=np.float32)
     with pytest.raises(ValueError, match="features but the network expects 4"):
-        {"forward": lambda: net.forward(bad),
-         "fit": lambda: nn.fit(net, bad, y, progress=False),
-         "gradient_check": lambda: nn.gradient_check(net, bad, y),
-         "predict": lambda: net.predict(bad),
-         "accuracy": lambda: nn.accuracy(net, bad, y)}[call]()
+        {
+            "forward": lambda: net.forward(bad),
+            "fit": lambda: nn.fit(net, bad, y, progress=False),
+            "gradient_check": lambda: nn.gradient_check(net, bad, y),
+            "predict": lambda: net.predict(bad),
+            "accuracy": lambda: nn.accuracy(net, bad, y),
+        }[call]()
 
 
 def test_x_and_y_length_mismatch():
     net, x, y = _net_and_data()
-    with pytest.raises(ValueError, match="y has 5 labels but x has 6 samples"):
+    with pytest.raises(ValueError, match=r"y must have 6 labels \(one per example\), got 5"):
         nn.fit(net, x, y[:5], progress=False)
-    with pytest.raises(ValueError, match="y has 5 labels"):
+    with pytest.raises(ValueError, match="y must have 6 labels"):
         nn.gradient_check(net, x, y[:5])
-    with pytest.raises(ValueError, match="y has 5 labels"):
+    with pytest.raises(ValueError, match="y must have 6 labels"):
         nn.SoftmaxCrossEntropy().forward(np.zeros((6, 3)), y[:5])
 
 
-@pytest.mark.parametrize("labels, error, match", [
-    (np.array([0, 1, 2, 0, 1, 1.0]), TypeError, "integer class labels"),
-    (np.array([0, 1, 2, 0, 1, 3]), ValueError, r"integers in \[0, 3\)"),
-    (np.array([0, 1, 2, 0, 1, -1]), ValueError, r"integers in \[0, 3\)"),
-    (np.zeros((6, 1), dtype=np.int64), ValueError, "must be 1-D"),
-    ([0, 1, 2, 0, 1, 1], TypeError, "NumPy array"),
-])
+@pytest.mark.parametrize(
+    ("labels", "error", "match"),
+    [
+        (np.array([0, 1, 2, 0, 1, 1.0]), TypeError, "y must hold integers"),
+        (np.array([0, 1, 2, 0, 1, 3]), ValueError, r"integers in \[0, 3\)"),
+        (np.array([0, 1, 2, 0, 1, -1]), ValueError, r"integers in \[0, 3\)"),
+        (np.zeros((6, 1), dtype=np.int64), ValueError, "must be 1-D"),
+        ("012011", TypeError, "y must be an array-like"),
+        (None, TypeError, "y must be an array-like"),
+    ],
+)
 def test_bad_labels(labels, error, match):
     net, x, _ = _net_and_data()
     with pytest.raises(error, match=match):
@@ -356,14 +408,17 @@ def test_non_finite_inputs(value):
         net.forward(x)
     with pytest.raises(ValueError, match="NaN or infinite"):
         nn.gradient_check(net, x, y)
+    clean = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     with pytest.raises(ValueError, match="x_val contains NaN"):
-        clean = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         nn.fit(net, clean, y, x_val=x, y_val=y, progress=False)
 
 
 @pytest.mark.parametrize("lr", [0, -1e-3])
-@pytest.mark.parametrize("make", [lambda lr: nn.SGD(lr), lambda lr: nn.SGD(lr, momentum=0.9),
-                                  lambda lr: nn.Adam(lr)], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda lr: nn.SGD(lr), lambda lr: nn.SGD(lr, momentum=0.9), lambda lr: nn.Adam(lr)],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_learning_rate_must_be_positive(make, lr):
     with pytest.raises(ValueError, match="lr must be > 0"):
         make(lr)
@@ -375,8 +430,10 @@ def test_learning_rate_schedule_must_be_positive():
         nn.fit(net, x, y, lr_schedule=lambda e: 0.0, progress=False)
 
 
-@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-3, ValueError),
-                                               (1.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("batch_size", "error"),
+    [(0, ValueError), (-3, ValueError), (1.5, TypeError), (True, TypeError)],
+)
 def test_batch_size_must_be_a_positive_int(batch_size, error):
     net, x, y = _net_and_data()
     with pytest.raises(error, match="batch_size must be"):
@@ -393,7 +450,7 @@ def test_other_bad_arguments():
         nn.Adam(betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
         nn.Adam(weight_decay=-1)
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         nn.fit(net, x, y, epochs=0, progress=False)
     with pytest.raises(ValueError, match="init must be"):
         nn.Dense(3, 4, init="normal")
@@ -411,11 +468,142 @@ def test_other_bad_arguments():
         nn.Sequential([nn.Dense(2, 3), "relu"])
     with pytest.raises(RuntimeError, match="backward called before forward"):
         nn.ReLU().backward(np.zeros((2, 2)))
+    layer = nn.Tanh()
+    layer.forward(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="grad_out must have the output's shape"):
-        layer = nn.Tanh()
-        layer.forward(np.zeros((2, 2)))
         layer.backward(np.zeros((3, 2)))
+    opt = nn.SGD(0.1)
+    opt.step([np.zeros(2)], [np.zeros(2)])
     with pytest.raises(ValueError, match="optimiser was used with different parameters"):
-        opt = nn.SGD(0.1)
-        opt.step([np.zeros(2)], [np.zeros(2)])
         opt.step([np.zeros(3)], [np.zeros(3)])
+
+
+# ---------------------------------------------------------------- training-loop bookkeeping
+
+
+def _naive_ce(logits, y):
+    """Mean softmax cross-entropy written directly from the definition, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+def test_fit_visits_the_data_in_the_seeded_shuffled_order(monkeypatch):
+    # feature 0 of each row is its index, so the rows a batch holds can be read back
+    n, batch = 10, 4
+    x = np.column_stack([np.arange(n), np.zeros(n)]).astype(np.float32)
+    y = np.arange(n) % 2
+    net = nn.mlp([2, 3, 2], seed=0)
+    seen = []
+    original = nn.Sequential._forward
+
+    def spy(self, xb):
+        seen.append(xb[:, 0].astype(int).tolist())
+        return original(self, xb)
+
+    monkeypatch.setattr(nn.Sequential, "_forward", spy)
+    nn.fit(net, x, y, epochs=2, batch_size=batch, optimizer=nn.SGD(1e-3), seed=7, progress=False)
+    gen = np.random.default_rng(7)  # the reference: one generator, a fresh permutation per epoch
+    expected = []
+    for _ in range(2):
+        order = gen.permutation(n).tolist()
+        expected += [order[s : s + batch] for s in range(0, n, batch)]
+    assert seen == expected
+
+
+def test_fit_weights_the_epoch_loss_by_batch_size():
+    # With a negligible learning rate the weights do not move, so the epoch's training loss must
+    # equal the full-data mean loss; batches of 4, 4 and 2 averaged unweighted would not.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=10)
+    net = nn.mlp([3, 4, 3], seed=0, dtype=np.float64)
+    for p in net.params():  # random biases: no exact ties between logits
+        p += rng.normal(scale=0.1, size=p.shape)
+    logits = net.forward(x)
+    hist = nn.fit(
+        net, x, y, epochs=1, batch_size=4, optimizer=nn.SGD(1e-12), seed=0, progress=False
+    )
+    assert hist[0]["train_loss"] == pytest.approx(_naive_ce(logits, y), rel=1e-9)
+    assert hist[0]["train_acc"] == pytest.approx(float(np.mean(logits.argmax(1) == y)))
+    per_batch = [_naive_ce(logits[s : s + 4], y[s : s + 4]) for s in (0, 4, 8)]
+    assert abs(np.mean(per_batch) - _naive_ce(logits, y)) > 1e-6  # the test can tell them apart
+
+
+def test_fit_validation_metrics_come_from_the_validation_set():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    x_val = rng.normal(size=(15, 5)).astype(np.float32)
+    y, y_val = rng.integers(0, 3, size=40), rng.integers(0, 3, size=15)
+    net = nn.mlp([5, 6, 3], seed=0, dtype=np.float64)
+    hist = nn.fit(
+        net,
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        optimizer=nn.Adam(1e-2),
+        x_val=x_val,
+        y_val=y_val,
+        seed=0,
+        progress=False,
+    )
+    logits_val = net.forward(x_val)  # the trained network, after the last epoch
+    assert hist[-1]["val_loss"] == pytest.approx(_naive_ce(logits_val, y_val), rel=1e-9)
+    assert hist[-1]["val_acc"] == pytest.approx(float(np.mean(logits_val.argmax(1) == y_val)))
+    assert hist[-1]["val_loss"] != pytest.approx(_naive_ce(net.forward(x), y), rel=1e-3)
+
+
+def test_dead_relu_fraction_hand_built():
+    # 2 hidden units: unit 0 has weight +1 (alive on positive inputs), unit 1 weight -1 and bias
+    # -10 (never positive on inputs in [-1, 1]): half of the units are dead
+    net = nn.Sequential([nn.Dense(1, 2), nn.ReLU(), nn.Dense(2, 2)])
+    net.layers[0].W[:] = [[1.0, -1.0]]
+    net.layers[0].b[:] = [0.0, -10.0]
+    x = np.linspace(-1, 1, 9).reshape(-1, 1)
+    assert nn.dead_relu_fraction(net, x) == 0.5
+    assert nn.dead_relu_fraction(nn.Sequential([nn.Dense(1, 2)]), x) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "args"),
+    [
+        (TypeError, "net must be a Sequential", ("net", np.zeros((2, 4)))),
+        (ValueError, "features but the network expects 4", (None, np.zeros((2, 3)))),
+        (ValueError, "x contains NaN", (None, np.full((2, 4), np.nan))),
+        (ValueError, "x must be 2-D", (None, np.zeros(4))),
+        (TypeError, "x must be an array-like", (None, "abc")),
+    ],
+)
+def test_dead_relu_fraction_bad_inputs(error, match, args):
+    net = nn.mlp([4, 5, 3], seed=0)
+    with pytest.raises(error, match=match):
+        nn.dead_relu_fraction(net if args[0] is None else args[0], args[1])
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "seed"),
+    [
+        (TypeError, "seed must be None, an int or a numpy.random.Generator", "0"),
+        (TypeError, "seed must be None, an int or a numpy.random.Generator", 1.5),
+        (ValueError, "seed must be an int >= 0", -3),
+    ],
+)
+@pytest.mark.parametrize("call", ["Dense", "mlp", "fit", "make_spirals"])
+def test_bad_seeds(call, error, match, seed):
+    x, y = np.zeros((4, 2), dtype=np.float32), np.array([0, 1, 0, 1])
+    fns = {
+        "Dense": lambda: nn.Dense(2, 2, seed=seed),
+        "mlp": lambda: nn.mlp([2, 2], seed=seed),
+        "fit": lambda: nn.fit(nn.mlp([2, 2]), x, y, seed=seed, progress=False),
+        "make_spirals": lambda: nn.make_spirals(10, seed=seed),
+    }
+    with pytest.raises(error, match=match):
+        fns[call]()
+
+
+def test_array_likes_are_accepted():
+    net = nn.mlp([2, 3, 2], seed=0)
+    x, y = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], [0, 1, 0]
+    assert nn.accuracy(net, x, y) == nn.accuracy(net, np.array(x), np.array(y))
