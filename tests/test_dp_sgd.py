@@ -41,15 +41,19 @@ def _group_norm_cnn():
                          nn.Flatten(), nn.Linear(4 * 12 * 12, 10))
 
 
-@pytest.mark.parametrize("build", [dp_sgd.TanhCNN, _group_norm_cnn,
-                                   lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10))])
-def test_per_sample_gradients_match_loop(build):
+@pytest.mark.parametrize(("build", "method"), [
+    (dp_sgd.TanhCNN, "hooks"), (dp_sgd.TanhCNN, "vmap"), (_group_norm_cnn, "vmap"),
+    (_group_norm_cnn, "auto"), (lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "auto"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1, dilation=2), nn.ReLU(),
+                           nn.Flatten(), nn.Linear(3 * 13 * 13, 10)), "hooks"),
+])
+def test_per_sample_gradients_match_loop(build, method):
     torch.manual_seed(0)
     model = build().double()
     x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
     y = torch.tensor([0, 3, 9, 3, 1])
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
-    got = dp_sgd.per_sample_gradients(model, x, y)
+    got = dp_sgd.per_sample_gradients(model, x, y, method=method)
     want = _loop_gradients(model, x, y)
     assert set(got) == set(want)
     for k in want:
@@ -240,6 +244,12 @@ def test_train_private_bad_inputs(kwargs, exc, match):
 
 
 def test_other_bad_inputs():
+    with pytest.raises(ValueError, match="hooks"):
+        dp_sgd.per_sample_gradients(_group_norm_cnn(), torch.rand(2, 1, 28, 28),
+                                    torch.tensor([0, 1]), method="hooks")
+    with pytest.raises(ValueError, match="method"):
+        dp_sgd.per_sample_gradients(nn.Linear(2, 2), torch.rand(2, 2), torch.tensor([0, 1]),
+                                    method="loop")
     with pytest.raises(ValueError, match="max_norm"):
         dp_sgd.clip_gradients({"a": torch.ones(2, 2)}, -1.0)
     with pytest.raises(ValueError, match="sample_rate"):
@@ -256,3 +266,40 @@ def test_other_bad_inputs():
         sc.group_normalize(torch.ones(1, 81, 7, 7), groups=10)
     with pytest.raises(ValueError, match="v must"):
         acc.audit_p_value(10, 5, 6, 1.0, 1e-5)
+
+
+def test_audit_guesses_counts():
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    included = np.array([True, False, True, False, False, True])
+    # top 2 -> members (1 right), bottom 2 -> non-members (scores 1, 0: 1 right)
+    assert dp_sgd.audit_guesses(scores, included, 2, 2) == (4, 2)
+    assert dp_sgd.audit_guesses(scores, included, 1, 0) == (1, 1)
+    with pytest.raises(ValueError, match="k_neg"):
+        dp_sgd.audit_guesses(scores, included, 4, 3)
+
+
+def test_train_at_epsilon_meets_target():
+    x, y = torch.randn(200, 3), torch.randint(0, 2, (200,))
+    head = dp_sgd.zero_linear(3, 2)
+    assert head.weight.abs().sum() == 0
+    sigma, hist = dp_sgd.train_at_epsilon(head, x, y, 2.0, batch_size=50, epochs=3,
+                                          max_norm=1.0, lr=0.1, seed=0)
+    assert hist[-1]["steps"] == 12
+    assert hist[-1]["epsilon"] <= 2.0
+    assert acc.epsilon(sigma * 0.99, 0.25, 12, 1e-5) > 2.0  # not much more noise than needed
+
+
+def test_ema_is_average_of_iterates():
+    # q = 1: one step per epoch. theta1 after one epoch, theta2 after two (same seed, same
+    # draws); the average with ema = 0.5 from theta0 = 0 is 0.5 (0.5 * 0 + 0.5 theta1)
+    # + 0.5 theta2 = 0.25 theta1 + 0.5 theta2.
+    x, y = torch.randn(50, 3), torch.randint(0, 2, (50,))
+
+    def run(epochs, ema):
+        head = dp_sgd.zero_linear(3, 2)
+        dp_sgd.train_private(head, x, y, noise_multiplier=1.0, max_norm=1.0, sample_rate=1.0,
+                             epochs=epochs, lr=0.1, momentum=0.0, seed=3, ema=ema)
+        return head.weight.detach().clone()
+
+    theta1, theta2 = run(1, 0.0), run(2, 0.0)
+    torch.testing.assert_close(run(2, 0.5), 0.25 * theta1 + 0.5 * theta2)
