@@ -1,0 +1,136 @@
+"""Mutation testing of the lesson modules with mutmut (pinned in requirements.txt).
+
+    make mutation                                  # every lesson module present, 2 at a time
+    make mutation MODULES="dp_mechanisms" JOBS=1   # one module
+    .venv/bin/python scripts/mutation.py --jobs 2 --children 1 attacks fairness
+
+For each module ``helpers/<m>.py`` with a test file ``tests/test_<m>.py``, a private working copy
+is made under ``build/mutation/<m>/`` (the package, that module's tests, the data), and mutmut
+mutates only ``helpers/<m>.py`` and runs only ``tests/test_<m>.py`` against each mutant: one
+planted single-token bug at a time (an operator, a constant, a comparison, a removed call...).
+A mutant is *killed* when a test fails, *survives* when every test passes. The score is
+killed / (killed + survived); timeouts count as killed, mutants no test reaches count as
+survived (``no tests``). Modules run in parallel (``--jobs``), each with ``--children`` mutmut
+workers. Output: the score per module, the surviving mutants (``mutmut show`` diffs in
+``build/mutation/<m>/survivors.txt``) and ``build/mutation/report.md``. Not part of
+``make test``: a module takes minutes to hours on 2 cores (the time is printed per module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "mutation"
+LESSON_MODULES = ("attacks", "numpy_nn", "dp_mechanisms", "fairness", "accounting", "dp_sgd",
+                  "defenses", "extraction", "poisoning", "backdoor", "lfr")
+MUTMUT = Path(sys.executable).parent / "mutmut"
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+SURVIVED = {"survived", "no tests"}
+
+
+def _prepare(module: str) -> Path:
+    work = OUT / module
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "tests").mkdir(parents=True)
+    shutil.copytree(ROOT / "helpers", work / "helpers",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "conftest.py", work / "tests" / "conftest.py")
+    shutil.copy(ROOT / "tests" / f"test_{module}.py", work / "tests" / f"test_{module}.py")
+    (work / "data").symlink_to(ROOT / "data")
+    (work / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["helpers"]\n'
+        f'only_mutate = ["helpers/{module}.py"]\n'
+        f'pytest_add_cli_args_test_selection = ["tests/test_{module}.py"]\n'
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        'also_copy = ["data"]\n'
+    )
+    return work
+
+
+def _counts(work: Path, env: dict) -> dict[str, list[str]]:
+    listing = subprocess.run([str(MUTMUT), "results", "--all", "true"], cwd=work, env=env,
+                             capture_output=True, text=True)
+    found: dict[str, list[str]] = {}
+    for line in listing.stdout.splitlines():
+        match = re.match(r"\s*(\S+):\s*(.+?)\s*$", line)
+        if match and "__mutmut_" in match.group(1):
+            found.setdefault(match.group(2), []).append(match.group(1))
+    return found
+
+
+def run_module(module: str, children: int) -> dict:
+    start = time.perf_counter()
+    work = _prepare(module)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": "."}
+    log = (work / "mutmut.log").open("w")
+    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(children)], cwd=work,
+                          env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    seconds = time.perf_counter() - start
+    by_status = _counts(work, env)
+    killed = sum(len(v) for k, v in by_status.items() if k in KILLED)
+    survived = [name for k, v in by_status.items() if k in SURVIVED for name in v]
+    other = {k: len(v) for k, v in by_status.items() if k not in KILLED | SURVIVED}
+    with (work / "survivors.txt").open("w") as out:
+        for name in survived:
+            shown = subprocess.run([str(MUTMUT), "show", name], cwd=work, env=env,
+                                   capture_output=True, text=True).stdout
+            out.write(f"# {name}\n{shown}\n")
+    total = killed + len(survived)
+    return {"module": module, "seconds": round(seconds, 1), "returncode": done.returncode,
+            "killed": killed, "survived": len(survived), "other": other,
+            "score": killed / total if total else None, "survivors": survived}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2, help="modules run at the same time")
+    parser.add_argument("--children", type=int, default=1, help="mutmut workers per module")
+    parser.add_argument("modules", nargs="*", help="default: every lesson module present")
+    args = parser.parse_args(argv)
+    modules = args.modules or [m for m in LESSON_MODULES if (ROOT / "helpers" / f"{m}.py").exists()
+                               and (ROOT / "tests" / f"test_{m}.py").exists()]
+    for module in modules:
+        if not (ROOT / "tests" / f"test_{module}.py").exists():
+            raise SystemExit(f"no tests/test_{module}.py for helpers/{module}.py")
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"mutation testing {', '.join(modules)} ({args.jobs} at a time, mutmut "
+          f"{args.children} worker(s) each)", flush=True)
+    start = time.perf_counter()
+    results = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for result in pool.map(lambda m: run_module(m, args.children), modules):
+            results.append(result)
+            score = "n/a" if result["score"] is None else f"{100 * result['score']:.1f}%"
+            print(f"{result['module']:<14} score {score:>6}  killed {result['killed']:>4}  "
+                  f"survived {result['survived']:>4}  ({result['seconds']:.0f} s)", flush=True)
+            for name in result["survivors"]:
+                print(f"    survived: {name}")
+    lines = ["# Mutation testing report", "",
+             f"mutmut, {len(modules)} module(s), {time.perf_counter() - start:.0f} s in all", "",
+             "| module | score | killed | survived | seconds |", "| --- | --- | --- | --- | --- |"]
+    for r in results:
+        score = "n/a" if r["score"] is None else f"{100 * r['score']:.1f}%"
+        lines.append(f"| {r['module']} | {score} | {r['killed']} | {r['survived']} | "
+                     f"{r['seconds']:.0f} |")
+    lines += ["", "Surviving mutants (diffs in build/mutation/<module>/survivors.txt):", ""]
+    lines += [f"- `{name}`" for r in results for name in r["survivors"]]
+    (OUT / "report.md").write_text("\n".join(lines) + "\n")
+    (OUT / "report.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"report: {(OUT / 'report.md').relative_to(ROOT)}")
+    return 0 if all(r["returncode"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
