@@ -75,7 +75,8 @@ def main() -> None:
     for k, v in best.items():
         print(f"{k:>10}: {v:7.2f} s  ({1000 * v / steps:6.1f} ms per step for all labels)")
     print(f"ratio sequential / batched: {best['sequential'] / best['batched']:.2f}x")
-    full = backdoor.CLEANSE_CONFIG["nc_epochs"] * backdoor.CLEANSE_CONFIG["nc_batches_per_epoch"]
+    nc = backdoor.NEURAL_CLEANSE_SETTINGS
+    full = nc["epochs"] * nc["batches_per_epoch"]
     print(f"extrapolated to the notebook's {full} steps: batched "
           f"{best['batched'] * full / steps:.1f} s, sequential "
           f"{best['sequential'] * full / steps:.1f} s")

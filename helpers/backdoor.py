@@ -31,11 +31,12 @@ from helpers import checks
 
 __all__ = [
     "BACKDOORED_CNN_CONFIG",
-    "CLEANSE_CONFIG",
     "DEFENDER_CONFIG",
     "MAD_CONSISTENCY",
+    "NEURAL_CLEANSE_SETTINGS",
     "TARGET_LABEL",
     "TRIGGER",
+    "UNLEARN_SETTINGS",
     "ReversedTriggers",
     "activation_gap",
     "anomaly_index",
@@ -244,7 +245,7 @@ def _from_unit(value: torch.Tensor) -> torch.Tensor:
 
 
 def neural_cleanse(model: torch.nn.Module, x_clean: torch.Tensor, *, labels=None,
-                   epochs: int = 30, batches_per_epoch: int = 10, batch_size: int = 32,
+                   epochs: int = 20, batches_per_epoch: int = 10, batch_size: int = 32,
                    lr: float = 0.1, init_cost: float = 1e-3, success_threshold: float = 0.99,
                    patience: int = 5, cost_multiplier: float = 1.5, seed=0,
                    progress: bool = True) -> ReversedTriggers:
@@ -463,14 +464,15 @@ def defender_data(share: float = DEFENDER_CONFIG["share"],
 
 def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor,
             mask: torch.Tensor, pattern: torch.Tensor, *, stamp_fraction: float = 0.2,
-            epochs: int = 1, lr: float = 1e-3, batch_size: int = 128,
-            seed=0) -> torch.nn.Module:
+            epochs: int = 1, lr: float = 1e-3, schedule: str | None = None,
+            batch_size: int = 128, seed=0) -> torch.nn.Module:
     """Unlearning (Wang et al. 2019, VI-C): fine-tune a copy of ``model`` on clean data of
     which a ``stamp_fraction`` (20% in the paper) carries the reversed trigger
     :math:`(1 - m) \\odot x + m \\odot \\Delta` but keeps its TRUE label, so the model learns
     that the trigger means nothing. ``stamp_fraction=0`` is plain fine-tuning (the control).
 
-    Minimises the cross-entropy with Adam (``models.train``) for ``epochs`` passes. The stamped
+    Minimises the cross-entropy with Adam (``models.train``) for ``epochs`` passes at learning
+    rate ``lr``, constant or, with ``schedule="onecycle"``, warmed up then annealed. The stamped
     examples are a random subset drawn with ``seed``. ``model`` is not changed; the returned
     copy has the same architecture and parameter shapes and is in ``model``'s mode.
     """
@@ -482,6 +484,7 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
     stamp_fraction = checks.fraction(stamp_fraction, "stamp_fraction")
     epochs = checks.integer(epochs, "epochs", low=1)
     lr = checks.real(lr, "lr", low=0, low_open=True)
+    schedule = checks.choice(schedule, "schedule", (None, "onecycle"))
     batch_size = checks.integer(batch_size, "batch_size", low=1)
     mask, pattern = _check_trigger(mask, pattern, x_clean)
     generator = checks.torch_generator(seed)
@@ -494,44 +497,42 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
     loader = data.tensor_loader(x_train, y_clean, batch_size=batch_size, seed=order_seed)
     was_training = model.training
     student = copy.deepcopy(model)
-    models.train(student, loader, epochs, lr=lr,
+    models.train(student, loader, epochs, lr=lr, schedule=schedule,
                  desc="unlearning" if n_stamp else "fine-tuning")
     return student.train(was_training)
 
 
-#: Settings of :func:`cleansed_cnn`: Neural Cleanse on the defender's data, then unlearning.
-CLEANSE_CONFIG = {"nc_epochs": 30, "nc_batches_per_epoch": 10, "nc_batch_size": 32,
-                  "nc_seed": 0, "stamp_fraction": 0.2, "epochs": 1, "lr": 1e-3,
-                  "batch_size": 128, "seed": 0}
+#: Neural Cleanse settings of the Task 1 notebook and :func:`cleansed_cnn` (the paper's lr,
+#: lambda schedule and batch size; 200 steps, enough for every label's norm to level off).
+NEURAL_CLEANSE_SETTINGS = {"epochs": 20, "batches_per_epoch": 10, "batch_size": 32, "seed": 0}
+#: Unlearning settings of the Task 1 notebook and :func:`cleansed_cnn` (Wang et al. 2019: 10% of
+#: the training data, 20% of it stamped with the reversed trigger).
+UNLEARN_SETTINGS = {"stamp_fraction": 0.2, "epochs": 2, "lr": 1e-3, "schedule": None,
+                    "batch_size": 128, "seed": 0}
 
 
 def cleansed_cnn(device: torch.device | str | None = None) -> torch.nn.Module:
     """:func:`backdoored_cnn` after the Neural Cleanse defense: reverse-engineer a trigger for
-    every label on :func:`defender_data`, flag the infected label with :func:`flagged_labels`
-    (the smallest norm if none is flagged), and :func:`unlearn` with its reversed trigger
-    (:data:`CLEANSE_CONFIG`). Cached through ``models.train_or_load``; eval mode."""
+    every label on the first ``DEFENDER_CONFIG["nc_images"]`` images of :func:`defender_data`
+    (:data:`NEURAL_CLEANSE_SETTINGS`), take the label :func:`flagged_labels` flags (the smallest
+    norm if none is), and :func:`unlearn` with its reversed trigger on all the defender's data
+    (:data:`UNLEARN_SETTINGS`). Cached through ``models.train_or_load``; eval mode."""
     from helpers import models, runtime
 
     dev = torch.device(device) if device is not None else runtime.device()
     attacked = backdoored_cnn(dev)
     config = {"backdoored": {**models.STANDARD_CNN_CONFIG, **BACKDOORED_CNN_CONFIG},
-              "defender": DEFENDER_CONFIG, **CLEANSE_CONFIG}
+              "defender": DEFENDER_CONFIG, "neural_cleanse": NEURAL_CLEANSE_SETTINGS,
+              "unlearn": UNLEARN_SETTINGS}
 
     def fit(m: torch.nn.Module) -> None:
-        x, y = defender_data()
-        x, y = x.to(dev), y.to(dev)
+        x, y = (t.to(dev) for t in defender_data())
         found = neural_cleanse(attacked, x[:DEFENDER_CONFIG["nc_images"]],
-                               epochs=CLEANSE_CONFIG["nc_epochs"],
-                               batches_per_epoch=CLEANSE_CONFIG["nc_batches_per_epoch"],
-                               batch_size=CLEANSE_CONFIG["nc_batch_size"],
-                               seed=CLEANSE_CONFIG["nc_seed"])
+                               **NEURAL_CLEANSE_SETTINGS)
         flagged = flagged_labels(found.l1_norm)
         label = int(found.labels[flagged[0]] if flagged.size else
                     found.labels[np.argmin(found.l1_norm)])
-        cleaned = unlearn(attacked, x, y, *found.trigger(label),
-                          stamp_fraction=CLEANSE_CONFIG["stamp_fraction"],
-                          epochs=CLEANSE_CONFIG["epochs"], lr=CLEANSE_CONFIG["lr"],
-                          batch_size=CLEANSE_CONFIG["batch_size"], seed=CLEANSE_CONFIG["seed"])
+        cleaned = unlearn(attacked, x, y, *found.trigger(label), **UNLEARN_SETTINGS)
         m.load_state_dict(cleaned.state_dict())
 
     return models.train_or_load("mnist_cnn_cleansed", config, models.MnistCNN().to(dev), fit)

@@ -326,3 +326,26 @@ def test_bad_arguments_raise_clear_errors(toy):
     with pytest.raises(ValueError, match="label must be one of"):
         backdoor.neural_cleanse(model, x[:20], labels=[1], epochs=1, batches_per_epoch=1,
                                 progress=False).trigger(2)
+
+
+def test_cleansed_cnn_pipeline_is_cached(monkeypatch):
+    """The cleansed_cnn pipeline (NC -> flag -> unlearn -> cache) on a random MnistCNN and 64
+    random images, with tiny settings: it returns an eval-mode MnistCNN that differs from the
+    attacked model, and a second call loads the same weights from the (temporary) cache."""
+    torch.manual_seed(0)
+    attacked = models.MnistCNN().eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    monkeypatch.setattr(backdoor, "backdoored_cnn", lambda device=None: attacked)
+    monkeypatch.setattr(backdoor, "defender_data", lambda: (x, y))
+    monkeypatch.setitem(backdoor.NEURAL_CLEANSE_SETTINGS, "epochs", 2)
+    monkeypatch.setitem(backdoor.NEURAL_CLEANSE_SETTINGS, "batches_per_epoch", 1)
+    monkeypatch.setitem(backdoor.NEURAL_CLEANSE_SETTINGS, "batch_size", 4)
+    first = backdoor.cleansed_cnn("cpu")
+    assert isinstance(first, models.MnistCNN)
+    assert not first.training
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                      attacked.state_dict().values(), strict=True))
+    again = backdoor.cleansed_cnn("cpu")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                  again.state_dict().values(), strict=True))
