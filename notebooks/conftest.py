@@ -9,7 +9,8 @@ rich outputs (figures, HTML tables) are not compared either, only their text.
 * On a CUDA device the committed CPU outputs are not a reference (torch's GPU kernels differ in
   the last digits), so output comparison is turned off for every cell and the test header and
   summary say so; execution and the notebooks' own Checks cells still apply.
-  ``WORKBOOK_DEVICE=cpu`` keeps the comparison on a GPU machine.
+  ``WORKBOOK_DEVICE=cpu`` keeps the comparison on a GPU machine (``WORKBOOK_DEVICE=cuda`` is
+  taken at its word without asking torch).
 * After the first failing cell of a notebook, its remaining cells are skipped with a message
   naming that cell, so that the end of the log names the cause, not a knock-on ``NameError``.
 """
@@ -28,8 +29,9 @@ _state = {"compare_off": None, "current": None}
 def _on_cuda() -> bool:
     """Whether the notebooks' kernel will compute on a CUDA device (``runtime.device()``)."""
     if _state["compare_off"] is None:
-        if os.environ.get("WORKBOOK_DEVICE", "").strip().lower() == "cpu":
-            _state["compare_off"] = False
+        wanted = os.environ.get("WORKBOOK_DEVICE", "").strip().lower()
+        if wanted in ("cpu", "cuda"):  # the kernels obey WORKBOOK_DEVICE (runtime.device)
+            _state["compare_off"] = wanted == "cuda"
         else:
             try:
                 import torch

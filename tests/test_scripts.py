@@ -150,3 +150,26 @@ def test_nbval_skips_the_rest_of_a_notebook_after_its_first_failure(tmp_path):
     assert "tiny_fail.ipynb: Cell 1 (notebook cell 2, 'import sys')" in summary
     assert "not run: tiny_fail.ipynb already failed at Cell 1" in out
     assert "CPU: cells marked # NBVAL_CHECK_OUTPUT are compared" in out
+
+
+@pytest.mark.parametrize(("device", "compared"), [("cpu", True), ("cuda", False)])
+def test_nbval_compares_on_the_cpu_and_not_on_cuda(tmp_path, device, compared):
+    """A marked cell whose committed output differs fails on the CPU; on a CUDA device the
+    comparison is off, said in the header and the summary, and the cell still runs."""
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
+    cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(0.1 + 0.2)", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="0.3\n")]  # differs
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "nb.ipynb")
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                           "-p", "no:cacheprovider", "nb.ipynb"], cwd=tmp_path,
+                          env=_env(WORKBOOK_DEVICE=device), capture_output=True, text=True,
+                          timeout=600)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    if compared:
+        assert done.returncode == 1, out  # on the CPU the difference is caught
+        assert "Cell outputs differ" in out
+    else:
+        assert done.returncode == 0, out
+        assert "CUDA device found: output comparison is OFF" in out
+        assert "output comparison was OFF (CUDA device)" in out
