@@ -293,3 +293,16 @@ def same_device(model: Any, x: Any, name: str = "x") -> None:
     if param is not None and param.device != x.device:
         raise ValueError(f"{name} is on {x.device} but the model's parameters are on "
                          f"{param.device}; move both to the same device")
+
+
+def frame(df: Any, name: str, columns: Iterable[str] = ()) -> Any:
+    """``df`` if it is a pandas DataFrame holding every column in ``columns``: TypeError for
+    another type, ValueError naming the missing columns."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} must have the columns {list(columns)}; missing {missing}")
+    return df

@@ -1,29 +1,34 @@
 """Group fairness metrics and data-level mitigations (Task 3, UCI Adult).
 
-Everything takes plain NumPy arrays or pandas Series: ``y_true`` / ``y_pred`` are binary 0/1
-(or bool) labels, ``sensitive`` holds the protected attribute of each row (any hashable values,
-e.g. ``"Male"`` / ``"Female"``), ``privileged`` is the value of the privileged group; every
-other value is the unprivileged group. Notation: :math:`\\hat y` the decision, :math:`S` the
-protected attribute, :math:`p` privileged, :math:`u` unprivileged.
+Everything takes array-likes (lists, NumPy arrays, pandas Series): ``y_true`` / ``y_pred`` are
+binary 0/1 (or bool) labels, ``y_score`` are predicted probabilities :math:`P(y=1 \\mid x)` in
+[0, 1], ``sensitive`` holds the protected attribute of each row (any hashable values, e.g.
+``"Male"`` / ``"Female"``), ``privileged`` is the value of the privileged group; every other value
+is the unprivileged group. Notation: :math:`\\hat y` the decision, :math:`S` the protected
+attribute, :math:`p` privileged, :math:`u` unprivileged.
 
 Metrics
     :func:`selection_rate`, :func:`disparate_impact` (Feldman et al. 2015),
     :func:`statistical_parity_difference` (Calders & Verwer 2010),
-    :func:`zemel_discrimination` and :func:`consistency` (Zemel et al. 2013),
+    :func:`zemel_accuracy`, :func:`zemel_discrimination` and :func:`consistency` (Zemel et al.
+    2013; each on hard decisions or on probabilities),
     :func:`equal_opportunity_difference` and :func:`average_odds_difference` (Hardt et al. 2016),
-    :func:`group_report` (per-group confusion counts and rates).
+    :func:`group_report` and :func:`rates_by_group` (per-group confusion counts and rates).
 
 Mitigations
     :func:`reweighing_weights` and :func:`massage` (Kamiran & Calders 2012, pre-processing),
-    :func:`group_thresholds` / :func:`apply_thresholds` (Hardt et al. 2016, post-processing).
+    :func:`group_thresholds` / :func:`apply_thresholds` (Hardt et al. 2016, post-processing);
+    learned fair representations (Zemel et al. 2013) are in :mod:`helpers.lfr` (torch).
 
-Plumbing (scikit-learn)
-    :func:`adult_pipeline`, :func:`fit_adult_model`, :func:`summarize`, :func:`bootstrap_ci`, :func:`bootstrap_mean_ci`,
+Protocol and plumbing (scikit-learn, scipy)
+    :func:`validation_split`, :func:`adult_pipeline`, :func:`fit_adult_model`, :func:`summarize`,
+    :func:`bootstrap_ci`, :func:`bootstrap_mean_ci`, :func:`goal_verdict`,
     :func:`reweighing_sweep`, :func:`massaging_sweep`, :func:`threshold_sweep`,
-    :func:`interpolate_knob`.
+    :func:`interpolate_knob`, :func:`association_with`, :func:`plot_tradeoff`.
 
-A quantity that is undefined (a ratio with a zero denominator, the rate of an empty group) raises
-``ValueError``; nothing here returns NaN.
+Arguments are checked with :mod:`helpers.checks` (TypeError for a wrong type, ValueError for a
+wrong value). A quantity that is undefined (a ratio with a zero denominator, the rate of an empty
+group) raises ``ValueError``; nothing here returns NaN.
 
 References
     M. Feldman, S. Friedler, J. Moeller, C. Scheidegger, S. Venkatasubramanian. Certifying and
@@ -34,6 +39,7 @@ References
     F. Kamiran, T. Calders. Data preprocessing techniques for classification without
     discrimination. Knowledge and Information Systems 33(1), 2012.
     M. Hardt, E. Price, N. Srebro. Equality of opportunity in supervised learning. NeurIPS 2016.
+    B. Efron, R. Tibshirani. An Introduction to the Bootstrap. Chapman & Hall 1993.
 """
 
 from __future__ import annotations
@@ -42,14 +48,19 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.stats.contingency import association
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
+from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
+
+from helpers import checks
 
 __all__ = [
     "CATEGORICAL",
@@ -67,78 +78,72 @@ __all__ = [
     "disparate_impact",
     "equal_opportunity_difference",
     "fit_adult_model",
+    "goal_verdict",
     "group_report",
     "group_thresholds",
+    "interpolate_knob",
     "massage",
     "massage_count",
     "massaging_sweep",
-    "interpolate_knob",
     "nearest_neighbors",
     "plot_tradeoff",
+    "rates_by_group",
     "reweighing_sweep",
     "reweighing_weights",
     "selection_rate",
     "statistical_parity_difference",
     "summarize",
     "threshold_sweep",
+    "validation_split",
+    "zemel_accuracy",
     "zemel_discrimination",
 ]
 
+LABEL = "income_gt_50k"
+SENSITIVE = "sex"
+PRIVILEGED = "Male"
+#: Numeric features (``fnlwgt`` is a census sampling weight, not an attribute of the person).
+NUMERIC = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+#: Categorical features (``education`` duplicates ``education_num``).
+CATEGORICAL = ["workclass", "marital_status", "occupation", "relationship", "race", "sex",
+               "native_country"]
+FEATURES = [*NUMERIC, *CATEGORICAL]
+
 # ---------------------------------------------------------------------------------------------
-# Input validation
+# Input conversion (through helpers.checks)
 # ---------------------------------------------------------------------------------------------
 
 
-def _binary(name: str, values) -> np.ndarray:
-    """Return ``values`` as a 1-D int64 array of 0/1, or raise naming ``name``."""
-    if isinstance(values, (str, bytes)) or np.isscalar(values):
-        raise TypeError(
-            f"{name} must be a 1-D array-like of 0/1 labels, got {type(values).__name__}"
-        )
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty; at least one example is needed")
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must hold numeric 0/1 or bool labels, got dtype {arr.dtype}")
-    bad = ~np.isin(arr, (0, 1))
-    if bad.any():
-        shown = np.unique(arr[bad])[:5].tolist()
-        raise ValueError(f"{name} must be binary (only 0 and 1), found other values {shown}")
-    return arr.astype(np.int64)
+def _binary(values, name: str) -> np.ndarray:
+    """``values`` as a 1-D int64 array of 0/1 labels (bool accepted)."""
+    arr = checks.array(values, name, ndim=1, dtype="any")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    return checks.labels(arr, name, num_classes=2)
 
 
-def _sensitive(values, n: int, other: str = "y_pred") -> np.ndarray:
-    """Return the protected attribute as a 1-D array of length ``n`` without missing values."""
-    if isinstance(values, (str, bytes)) or np.isscalar(values):
-        raise TypeError(f"sensitive must be a 1-D array-like, got {type(values).__name__}")
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"sensitive must be 1-D, got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"sensitive has length {arr.shape[0]} but {other} has length {n}")
+def _scores(values, name: str) -> np.ndarray:
+    """``values`` as a 1-D float array of probabilities in [0, 1] (0/1 decisions and bool too)."""
+    arr = checks.array(values, name, ndim=1, dtype="any")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.float64)
+    return checks.array(arr, name, ndim=1, low=0.0, high=1.0)
+
+
+def _sensitive(values, n: int, other: str) -> np.ndarray:
+    """The protected attribute as a 1-D array of length ``n`` without missing values."""
+    arr = checks.array(values, "sensitive", ndim=1, dtype="any", allow_empty=n == 0)
+    checks.same_length("sensitive", arr, other, range(n))
     if pd.isna(arr).any():
-        raise ValueError("sensitive has missing values; every row needs a group")
+        raise ValueError("sensitive must have a group for every row, got missing values")
     return arr
-
-
-def _same_length(name: str, arr: np.ndarray, n: int, other: str) -> None:
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} has length {arr.shape[0]} but {other} has length {n}")
 
 
 def _weights(sample_weight, n: int, other: str) -> np.ndarray:
     if sample_weight is None:
         return np.ones(n)
-    w = np.asarray(sample_weight, dtype=float)
-    if w.ndim != 1:
-        raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
-    _same_length("sample_weight", w, n, other)
-    if not np.all(np.isfinite(w)) or (w < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
+    w = checks.array(sample_weight, "sample_weight", ndim=1, low=0.0)
+    checks.same_length("sample_weight", w, other, range(n))
     return w
 
 
@@ -147,14 +152,11 @@ def _privileged_mask(sensitive: np.ndarray, privileged) -> np.ndarray:
     mask = np.asarray(sensitive == privileged, dtype=bool)
     if mask.shape != sensitive.shape or not mask.any():
         present = pd.unique(sensitive)[:10].tolist()
-        raise ValueError(
-            f"privileged={privileged!r} does not occur in sensitive (values present: {present})"
-        )
+        raise ValueError(f"privileged must be a value that occurs in sensitive {present}, got "
+                         f"{privileged!r}")
     if mask.all():
-        raise ValueError(
-            f"every row has sensitive == {privileged!r}: the unprivileged group is empty, "
-            "so a between-group metric is undefined"
-        )
+        raise ValueError(f"sensitive must hold an unprivileged group too: every row has "
+                         f"sensitive == {privileged!r}, so a between-group metric is undefined")
     return mask
 
 
@@ -164,6 +166,16 @@ def _rate(y: np.ndarray, mask: np.ndarray, w: np.ndarray, what: str) -> float:
     if not mask.any() or total <= 0:
         raise ValueError(f"{what} is undefined: the subset it is computed on is empty")
     return float((w[mask] * y[mask]).sum() / total)
+
+
+def _pair(y_true, y_pred, sensitive=None, *, scores: bool = False):
+    """Checked ``y_true`` (0/1), ``y_pred`` (0/1, or probabilities if ``scores``), ``sensitive``."""
+    yt = _binary(y_true, "y_true")
+    yp = _scores(y_pred, "y_score") if scores else _binary(y_pred, "y_pred")
+    checks.same_length("y_true", yt, "y_score" if scores else "y_pred", yp)
+    if sensitive is None:
+        return yt, yp
+    return yt, yp, _sensitive(sensitive, yt.shape[0], "y_true")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,30 +190,28 @@ def selection_rate(y_pred, sensitive=None, group=None, *, sample_weight=None) ->
     ``sample_weight`` it is the weighted rate :math:`\\sum_i w_i \\hat y_i / \\sum_i w_i`.
     Applied to true labels it is the base rate. An empty group raises ``ValueError``.
     """
-    y = _binary("y_pred", y_pred)
+    y = _binary(y_pred, "y_pred")
     w = _weights(sample_weight, y.shape[0], "y_pred")
     if sensitive is None:
         if group is not None:
-            raise ValueError("group was given without sensitive; pass both or neither")
+            raise ValueError("group must be None when sensitive is None; pass both or neither")
         return _rate(y, np.ones(y.shape[0], dtype=bool), w, "selection_rate")
-    s = _sensitive(sensitive, y.shape[0])
+    s = _sensitive(sensitive, y.shape[0], "y_pred")
     if group is None:
-        raise ValueError("sensitive was given without group; pass the group to compute the rate of")
+        raise ValueError("group must be given with sensitive: the group to compute the rate of")
     mask = np.asarray(s == group, dtype=bool)
     if mask.shape != s.shape or not mask.any():
-        raise ValueError(f"group={group!r} does not occur in sensitive")
+        raise ValueError(f"group must occur in sensitive, got {group!r}")
     return _rate(y, mask, w, f"selection rate of group {group!r}")
 
 
-def _group_rates(y_pred, sensitive, privileged, sample_weight) -> tuple[float, float]:
-    y = _binary("y_pred", y_pred)
-    s = _sensitive(sensitive, y.shape[0])
+def _group_means(y, sensitive, privileged, sample_weight) -> tuple[float, float]:
+    """Weighted mean of ``y`` (decisions or scores) in the unprivileged and privileged groups."""
+    s = _sensitive(sensitive, y.shape[0], "y_pred")
     w = _weights(sample_weight, y.shape[0], "y_pred")
     priv = _privileged_mask(s, privileged)
-    return (
-        _rate(y, ~priv, w, "selection rate of the unprivileged group"),
-        _rate(y, priv, w, "selection rate of the privileged group"),
-    )
+    return (_rate(y, ~priv, w, "selection rate of the unprivileged group"),
+            _rate(y, priv, w, "selection rate of the privileged group"))
 
 
 def disparate_impact(y_pred, sensitive, privileged, *, sample_weight=None) -> float:
@@ -211,11 +221,10 @@ def disparate_impact(y_pred, sensitive, privileged, *, sample_weight=None) -> fl
     disparate impact when :math:`DI < 0.8`. :math:`DI = 1` is statistical parity. The ratio is
     undefined (``ValueError``) when the privileged group has no positive decisions.
     """
-    rate_u, rate_p = _group_rates(y_pred, sensitive, privileged, sample_weight)
+    rate_u, rate_p = _group_means(_binary(y_pred, "y_pred"), sensitive, privileged, sample_weight)
     if rate_p == 0:
-        raise ValueError(
-            "disparate impact is undefined: the privileged group's selection rate is 0"
-        )
+        raise ValueError("disparate impact is undefined: the privileged group's selection rate "
+                         "is 0")
     return rate_u / rate_p
 
 
@@ -226,18 +235,34 @@ def statistical_parity_difference(y_pred, sensitive, privileged, *, sample_weigh
     discrimination score; this is its negative (AIF360's sign: negative = unprivileged
     disadvantaged). 0 is statistical (demographic) parity.
     """
-    rate_u, rate_p = _group_rates(y_pred, sensitive, privileged, sample_weight)
+    rate_u, rate_p = _group_means(_binary(y_pred, "y_pred"), sensitive, privileged, sample_weight)
     return rate_u - rate_p
 
 
-def zemel_discrimination(y_pred, sensitive, privileged, *, sample_weight=None) -> float:
-    """Zemel et al. (2013)'s discrimination :math:`yDisc = |P(\\hat y=1 \\mid u) - P(\\hat y=1 \\mid p)|`.
+def zemel_accuracy(y_true, y_score) -> float:
+    """Zemel et al. (2013)'s accuracy :math:`yAcc = 1 - \\frac1N \\sum_n |y_n - \\hat y_n|`.
 
-    The absolute value of :func:`statistical_parity_difference`; in [0, 1], 0 is parity.
+    On hard decisions :math:`\\hat y_n \\in \\{0, 1\\}` it is the plain accuracy; on predicted
+    probabilities :math:`\\hat y_n = P(y=1 \\mid x_n)` it is one minus the mean absolute error,
+    which also rewards confident correct predictions.
     """
-    return abs(
-        statistical_parity_difference(y_pred, sensitive, privileged, sample_weight=sample_weight)
-    )
+    yt, ys = _pair(y_true, y_score, scores=True)
+    return float(1.0 - np.abs(yt - ys).mean())
+
+
+def zemel_discrimination(y_score, sensitive, privileged, *, sample_weight=None) -> float:
+    """Zemel et al. (2013)'s discrimination
+    :math:`yDisc = \\big|\\frac{1}{N_u}\\sum_{n: s_n=u} \\hat y_n - \\frac{1}{N_p}\\sum_{n: s_n=p}
+    \\hat y_n\\big|`.
+
+    On hard decisions it is :math:`|P(\\hat y=1 \\mid u) - P(\\hat y=1 \\mid p)|`, the absolute
+    :func:`statistical_parity_difference`; on probabilities it compares the groups' mean
+    predicted probability (the paper's definition for its probabilistic models). In [0, 1], 0 is
+    parity.
+    """
+    rate_u, rate_p = _group_means(_scores(y_score, "y_score"), sensitive, privileged,
+                                  sample_weight)
+    return abs(rate_u - rate_p)
 
 
 def nearest_neighbors(X, k: int = 5) -> np.ndarray:
@@ -247,75 +272,49 @@ def nearest_neighbors(X, k: int = 5) -> np.ndarray:
     it). Compute this once per feature matrix and pass it to :func:`consistency` to score many
     models on the same test set cheaply.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if not hasattr(X, "shape") or len(X.shape) != 2:
-        raise ValueError("X must be a 2-D array (rows = examples, columns = features)")
-    n = X.shape[0]
-    if k >= n:
-        raise ValueError(f"k must be smaller than the number of rows ({n}), got {k}")
-    nn = NearestNeighbors(n_neighbors=k).fit(X)
-    return nn.kneighbors(return_distance=False)
+    x = checks.array(X, "X", ndim=2)
+    k = checks.integer(k, "k", low=1)
+    if k >= x.shape[0]:
+        raise ValueError(f"k must be smaller than the number of rows of X ({x.shape[0]}), got {k}")
+    return NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
 
 
-def consistency(X, y_pred, k: int = 5, *, neighbors=None) -> float:
+def consistency(X, y_score, k: int = 5, *, neighbors=None) -> float:
     """Zemel et al. (2013)'s individual-fairness consistency :math:`yNN`.
 
     .. math:: yNN = 1 - \\frac{1}{N} \\sum_{n=1}^{N} \\Big| \\hat y_n - \\frac{1}{k}
               \\sum_{j \\in kNN(x_n)} \\hat y_j \\Big|
 
-    where :math:`kNN(x_n)` are the ``k`` nearest other rows of ``X`` (the features, Euclidean).
-    1 means similar individuals always get the same decision. ``neighbors`` (from
-    :func:`nearest_neighbors`) skips the search; then ``X`` may be ``None``. (AIF360 counts the
-    point itself among its ``k`` neighbours; Zemel et al. and this function do not.)
+    where :math:`kNN(x_n)` are the ``k`` nearest other rows of ``X`` (the features, Euclidean)
+    and :math:`\\hat y` are hard decisions or predicted probabilities. 1 means similar
+    individuals get the same prediction. ``neighbors`` (from :func:`nearest_neighbors`) skips
+    the search; then ``X`` may be ``None``. (AIF360 counts the point itself among its ``k``
+    neighbours; Zemel et al. and this function do not.)
     """
-    y = _binary("y_pred", y_pred)
+    y = _scores(y_score, "y_score")
     if neighbors is None:
         if X is None:
-            raise ValueError("pass X (features) or neighbors (from nearest_neighbors)")
-        if not hasattr(X, "shape") or len(X.shape) != 2:
-            raise ValueError("X must be a 2-D array (rows = examples, columns = features)")
-        _same_length("X", np.empty(X.shape[0]), y.shape[0], "y_pred")
-        neighbors = nearest_neighbors(X, k)
+            raise ValueError("X must be given when neighbors is None (or pass neighbors from "
+                             "nearest_neighbors)")
+        x = checks.array(X, "X", ndim=2)
+        checks.same_length("X", x, "y_score", y)
+        neighbors = nearest_neighbors(x, k)
     else:
-        neighbors = np.asarray(neighbors)
-        if neighbors.ndim != 2 or neighbors.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"neighbors must have shape (len(y_pred), k) = ({y.shape[0]}, k), got {neighbors.shape}"
-            )
-        if (
-            not np.issubdtype(neighbors.dtype, np.integer)
-            or neighbors.min() < 0
-            or neighbors.max() >= y.shape[0]
-        ):
-            raise ValueError("neighbors must hold integer row indices in [0, len(y_pred))")
+        neighbors = checks.array(neighbors, "neighbors", ndim=2, dtype="int", low=0,
+                                 high=y.shape[0] - 1)
+        checks.same_length("neighbors", neighbors, "y_score", y)
     return float(1.0 - np.abs(y - y[neighbors].mean(axis=1)).mean())
 
 
-def _conditional_rates(
-    y_true, y_pred, sensitive, privileged, condition: int
-) -> tuple[float, float]:
+def _conditional_rates(y_true, y_pred, sensitive, privileged, condition: int):
     """P(yhat=1 | y=condition, S=u), P(yhat=1 | y=condition, S=p)."""
-    yt = _binary("y_true", y_true)
-    yp = _binary("y_pred", y_pred)
-    _same_length("y_pred", yp, yt.shape[0], "y_true")
-    s = _sensitive(sensitive, yt.shape[0], "y_true")
+    yt, yp, s = _pair(y_true, y_pred, sensitive)
     priv = _privileged_mask(s, privileged)
     w = np.ones(yt.shape[0])
     name = "true positive rate" if condition == 1 else "false positive rate"
-    rate_u = _rate(
-        yp,
-        ~priv & (yt == condition),
-        w,
-        f"{name} of the unprivileged group (no y_true == {condition} there)",
-    )
-    rate_p = _rate(
-        yp,
-        priv & (yt == condition),
-        w,
-        f"{name} of the privileged group (no y_true == {condition} there)",
-    )
-    return rate_u, rate_p
+    return tuple(_rate(yp, m & (yt == condition), w,
+                       f"{name} of the {g} group (no y_true == {condition} there)")
+                 for m, g in ((~priv, "unprivileged"), (priv, "privileged")))
 
 
 def equal_opportunity_difference(y_true, y_pred, sensitive, privileged) -> float:
@@ -344,62 +343,47 @@ def group_report(y_true, y_pred, sensitive) -> pd.DataFrame:
 
     One row per value of ``sensitive`` (sorted): ``size``, ``base_rate`` :math:`P(y=1 \\mid g)`,
     ``selection_rate`` :math:`P(\\hat y=1 \\mid g)`, ``tpr`` :math:`TP/(TP+FN)`, ``fpr``
-    :math:`FP/(FP+TN)`, ``accuracy``, and ``tp``, ``fp``, ``tn``, ``fn``. A group without
-    positive or without negative examples has an undefined TPR or FPR and raises ``ValueError``.
+    :math:`FP/(FP+TN)`, ``accuracy``, and ``tp``, ``fp``, ``tn``, ``fn`` (scikit-learn's
+    ``confusion_matrix``). A group without positive or without negative examples has an
+    undefined TPR or FPR and raises ``ValueError``.
     """
-    yt = _binary("y_true", y_true)
-    yp = _binary("y_pred", y_pred)
-    _same_length("y_pred", yp, yt.shape[0], "y_true")
-    s = _sensitive(sensitive, yt.shape[0], "y_true")
+    yt, yp, s = _pair(y_true, y_pred, sensitive)
     rows = {}
     for g in sorted(pd.unique(s).tolist(), key=str):
         m = np.asarray(s == g, dtype=bool)
-        t, p = yt[m], yp[m]
-        tp = int(((t == 1) & (p == 1)).sum())
-        fp = int(((t == 0) & (p == 1)).sum())
-        tn = int(((t == 0) & (p == 0)).sum())
-        fn = int(((t == 1) & (p == 0)).sum())
+        tn, fp, fn, tp = (int(v) for v in confusion_matrix(yt[m], yp[m], labels=[0, 1]).ravel())
         if tp + fn == 0 or fp + tn == 0:
-            raise ValueError(
-                f"group {g!r} has no {'positive' if tp + fn == 0 else 'negative'} examples in "
-                "y_true, so its TPR/FPR is undefined"
-            )
-        rows[g] = {
-            "size": int(m.sum()),
-            "base_rate": float(t.mean()),
-            "selection_rate": float(p.mean()),
-            "tpr": tp / (tp + fn),
-            "fpr": fp / (fp + tn),
-            "accuracy": float((t == p).mean()),
-            "tp": tp,
-            "fp": fp,
-            "tn": tn,
-            "fn": fn,
-        }
+            raise ValueError(f"y_true must hold both classes in every group: group {g!r} has no "
+                             f"{'positive' if tp + fn == 0 else 'negative'} examples, so its "
+                             "TPR/FPR is undefined")
+        rows[g] = {"size": int(m.sum()), "base_rate": (tp + fn) / m.sum(),
+                   "selection_rate": (tp + fp) / m.sum(), "tpr": tp / (tp + fn),
+                   "fpr": fp / (fp + tn), "accuracy": (tp + tn) / m.sum(),
+                   "tp": tp, "fp": fp, "tn": tn, "fn": fn}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "group"
     return out
 
 
+def rates_by_group(y_true, predictions: Mapping, sensitive,
+                   columns: Sequence[str] = ("selection_rate", "tpr", "fpr")) -> pd.DataFrame:
+    """One row per model in ``predictions`` (name -> decisions), one column per (rate, group):
+    the :func:`group_report` ``columns`` of every group side by side."""
+    if not isinstance(predictions, Mapping) or not predictions:
+        raise TypeError("predictions must be a non-empty mapping name -> decisions, got "
+                        f"{type(predictions).__name__}")
+    allowed = ("size", "base_rate", "selection_rate", "tpr", "fpr", "accuracy")
+    cols = [checks.choice(c, "columns", allowed) for c in columns]
+    if not cols:
+        raise ValueError(f"columns must name at least one of {allowed}")
+    rows = {name: group_report(y_true, p, sensitive)[cols].unstack()
+            for name, p in predictions.items()}
+    return pd.DataFrame(rows).T
+
+
 # ---------------------------------------------------------------------------------------------
 # Mitigations
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return float(value)
-
-
-def _check_nonneg(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a non-negative number, got {type(value).__name__}")
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return float(value)
 
 
 def reweighing_weights(y, sensitive, *, strength: float = 1.0) -> np.ndarray:
@@ -418,9 +402,9 @@ def reweighing_weights(y, sensitive, *, strength: float = 1.0) -> np.ndarray:
     would make a weight <= 0 raises ``ValueError``. Works for any number of groups. An empty
     (group, label) cell makes :math:`W` undefined and raises ``ValueError``.
     """
-    yy = _binary("y", y)
+    yy = _binary(y, "y")
     s = _sensitive(sensitive, yy.shape[0], "y")
-    alpha = _check_nonneg("strength", strength)
+    alpha = checks.real(strength, "strength", low=0.0)
     n = yy.shape[0]
     codes, groups = pd.factorize(s)
     n_s = np.bincount(codes, minlength=len(groups)).astype(float)
@@ -430,13 +414,11 @@ def reweighing_weights(y, sensitive, *, strength: float = 1.0) -> np.ndarray:
     empty = np.argwhere(n_sy == 0)
     if len(empty):
         g, lab = empty[0]
-        raise ValueError(
-            f"group {groups[g]!r} has no examples with y == {lab}: the reweighing weight "
-            "P(s)P(y)/P(s,y) is undefined"
-        )
+        raise ValueError(f"y must hold both labels in every group: group {groups[g]!r} has no "
+                         f"examples with y == {lab}, so P(s)P(y)/P(s,y) is undefined")
     w_cell = 1.0 + alpha * (np.outer(n_s, n_y) / (n * n_sy) - 1.0)
     if (w_cell <= 0).any():
-        raise ValueError(f"strength={alpha} makes some weights <= 0; use a smaller strength")
+        raise ValueError(f"strength must keep every weight > 0; {alpha:g} makes some <= 0")
     return w_cell[codes, yy]
 
 
@@ -453,7 +435,7 @@ def massage_count(y, sensitive, privileged) -> int:
     unprivileged group already has the higher rate the roles swap and :math:`M` is the count for
     that direction (always >= 0).
     """
-    yy = _binary("y", y)
+    yy = _binary(y, "y")
     s = _sensitive(sensitive, yy.shape[0], "y")
     priv = _privileged_mask(s, privileged)
     n_p, n_u = priv.sum(), (~priv).sum()
@@ -470,21 +452,17 @@ def massage(y, sensitive, scores, privileged, *, fraction: float = 1.0) -> np.nd
     disadvantaged group become positive ("promotion") and the :math:`M` lowest-scored positives
     of the advantaged group become negative ("demotion"). The total number of positives does not
     change, and under that constraint :math:`2M` is the minimum number of flips after which the
-    two positive rates are as close as integers allow (within one example). ``fraction`` >= 0
-    flips ``round(fraction * M)`` pairs (0 leaves the labels unchanged, above 1 over-corrects). Returns the new
-    labels (a copy); ``(new != y).sum()`` is the number of flips. Ties in ``scores`` are broken
-    by row order (stable sort), so the result is deterministic.
+    two positive rates are as close as integers allow. ``fraction`` >= 0 flips
+    ``round(fraction * M)`` pairs (0 leaves the labels unchanged, above 1 over-corrects).
+    Returns the new labels (a copy); ``(new != y).sum()`` is the number of flips. Ties in
+    ``scores`` are broken by row order (stable sort), so the result is deterministic.
     """
-    yy = _binary("y", y)
+    yy = _binary(y, "y")
     n = yy.shape[0]
     s = _sensitive(sensitive, n, "y")
-    sc = np.asarray(scores, dtype=float)
-    if sc.ndim != 1:
-        raise ValueError(f"scores must be 1-D, got shape {sc.shape}")
-    _same_length("scores", sc, n, "y")
-    if not np.all(np.isfinite(sc)):
-        raise ValueError("scores must be finite")
-    frac = _check_nonneg("fraction", fraction)
+    sc = checks.array(scores, "scores", ndim=1)
+    checks.same_length("scores", sc, "y", yy)
+    frac = checks.real(fraction, "fraction", low=0.0)
     priv = _privileged_mask(s, privileged)
     m = int(np.floor(frac * massage_count(yy, s, privileged) + 0.5))
     rate_p, rate_u = yy[priv].mean(), yy[~priv].mean()
@@ -492,7 +470,8 @@ def massage(y, sensitive, scores, privileged, *, fraction: float = 1.0) -> np.nd
     promote = np.flatnonzero(up & (yy == 0))
     demote = np.flatnonzero(down & (yy == 1))
     if m > len(promote) or m > len(demote):
-        raise ValueError(f"cannot flip {m} pairs: not enough candidates to promote or demote")
+        raise ValueError(f"fraction must leave enough candidates: {m} pairs cannot be flipped "
+                         f"({len(promote)} to promote, {len(demote)} to demote)")
     promote = promote[np.argsort(-sc[promote], kind="stable")[:m]]
     demote = demote[np.argsort(sc[demote], kind="stable")[:m]]
     out = yy.copy()
@@ -501,14 +480,8 @@ def massage(y, sensitive, scores, privileged, *, fraction: float = 1.0) -> np.nd
     return out
 
 
-def group_thresholds(
-    scores,
-    sensitive,
-    target: str = "demographic_parity",
-    y_true=None,
-    *,
-    rate: float | None = None,
-) -> dict:
+def group_thresholds(scores, sensitive, target: str = "demographic_parity", y_true=None, *,
+                     rate: float | None = None) -> dict:
     """Per-group decision thresholds that equalise a rate (post-processing, Hardt et al. 2016).
 
     ``target="demographic_parity"``: every group gets the same selection rate
@@ -516,44 +489,34 @@ def group_thresholds(
     ``target="equal_opportunity"`` (needs ``y_true``): every group gets the same true positive
     rate :math:`P(\\hat y=1 \\mid y=1, g) = r`; default :math:`r` = overall TPR of
     ``scores >= 0.5``. For group :math:`g` with :math:`n_g` (relevant) examples the threshold
-    is its :math:`k`-th highest score, :math:`k = \\mathrm{round}(r\\, n_g)`, so
-    ``scores >= t_g`` hits the target within one example (ties in scores can add more; Hardt
-    et al. randomise at the threshold to hit it exactly). :math:`k = 0` gives ``inf``.
-    Decide with :func:`apply_thresholds`. Using the group at decision time is disparate
-    treatment in many legal settings.
+    is its :math:`k`-th highest score, :math:`k = \\mathrm{round}(r\\, n_g)`, so without ties
+    ``scores >= t_g`` selects :math:`k` of them, within half an example of :math:`r\\,n_g`
+    (ties in scores can add more; Hardt et al. randomise at the threshold to hit the rate
+    exactly). :math:`k = 0` gives ``inf``. Decide with :func:`apply_thresholds`. Using the group
+    at decision time is disparate treatment in many legal settings.
     """
-    sc = np.asarray(scores, dtype=float)
-    if sc.ndim != 1 or sc.size == 0:
-        raise ValueError(f"scores must be a non-empty 1-D array, got shape {sc.shape}")
-    if not np.all(np.isfinite(sc)):
-        raise ValueError("scores must be finite")
+    sc = checks.array(scores, "scores", ndim=1)
     s = _sensitive(sensitive, sc.shape[0], "scores")
-    if target not in ("demographic_parity", "equal_opportunity"):
-        raise ValueError(
-            f"target must be 'demographic_parity' or 'equal_opportunity', got {target!r}"
-        )
-    if target == "equal_opportunity":
-        if y_true is None:
-            raise ValueError("target='equal_opportunity' needs y_true")
-        yt = _binary("y_true", y_true)
-        _same_length("y_true", yt, sc.shape[0], "scores")
-        relevant = yt == 1
-    else:
-        if y_true is not None:
-            _same_length("y_true", _binary("y_true", y_true), sc.shape[0], "scores")
-        relevant = np.ones(sc.shape[0], dtype=bool)
+    checks.choice(target, "target", ("demographic_parity", "equal_opportunity"))
+    if target == "equal_opportunity" and y_true is None:
+        raise ValueError("y_true must be given when target='equal_opportunity'")
+    relevant = np.ones(sc.shape[0], dtype=bool)
+    if y_true is not None:
+        yt = _binary(y_true, "y_true")
+        checks.same_length("y_true", yt, "scores", sc)
+        if target == "equal_opportunity":
+            relevant = yt == 1
     if rate is None:
         if not relevant.any():
-            raise ValueError("y_true has no positive examples: the TPR is undefined")
+            raise ValueError("y_true must hold positive examples: the TPR is undefined")
         rate = float((sc[relevant] >= 0.5).mean())
-    rate = _check_fraction("rate", rate)
+    rate = checks.fraction(rate, "rate")
     out = {}
     for g in sorted(pd.unique(s).tolist(), key=str):
         gs = np.sort(sc[np.asarray(s == g, dtype=bool) & relevant])[::-1]
         if gs.size == 0:
-            raise ValueError(
-                f"group {g!r} has no examples to set its threshold on (target={target})"
-            )
+            raise ValueError(f"y_true must hold positive examples in every group: group {g!r} "
+                             f"has none to set its threshold on (target={target})")
         k = int(np.floor(rate * gs.size + 0.5))
         out[g] = float(gs[k - 1]) if k > 0 else float("inf")
     return out
@@ -562,43 +525,41 @@ def group_thresholds(
 def apply_thresholds(scores, sensitive, thresholds: Mapping) -> np.ndarray:
     """Decisions :math:`\\hat y_i = [\\,score_i \\ge t_{s_i}\\,]` for per-group thresholds ``t``.
 
-    Every group present in ``sensitive`` needs a threshold in ``thresholds``.
+    Every group present in ``sensitive`` needs a threshold in ``thresholds`` (a real number or
+    ``inf``); NaN scores are refused rather than silently rejected.
     """
-    sc = np.asarray(scores, dtype=float)
-    if sc.ndim != 1:
-        raise ValueError(f"scores must be 1-D, got shape {sc.shape}")
+    sc = checks.array(scores, "scores", ndim=1)
     s = _sensitive(sensitive, sc.shape[0], "scores")
     if not isinstance(thresholds, Mapping):
-        raise TypeError(
-            f"thresholds must be a mapping group -> threshold, got {type(thresholds).__name__}"
-        )
+        raise TypeError("thresholds must be a mapping group -> threshold, got "
+                        f"{type(thresholds).__name__}")
     t = np.empty(sc.shape[0])
     for g in pd.unique(s).tolist():
         if g not in thresholds:
-            raise ValueError(f"thresholds has no entry for group {g!r}")
-        t[np.asarray(s == g, dtype=bool)] = float(thresholds[g])
+            raise ValueError(f"thresholds must have an entry for every group; {g!r} is missing")
+        t[np.asarray(s == g, dtype=bool)] = checks.real(thresholds[g], f"thresholds[{g!r}]",
+                                                        finite=False)
     return (sc >= t).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
-# scikit-learn plumbing for UCI Adult
+# Protocol and scikit-learn plumbing for UCI Adult
 # ---------------------------------------------------------------------------------------------
 
-LABEL = "income_gt_50k"
-SENSITIVE = "sex"
-PRIVILEGED = "Male"
-#: Numeric features (``fnlwgt`` is a census sampling weight, not an attribute of the person).
-NUMERIC = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-#: Categorical features (``education`` duplicates ``education_num``).
-CATEGORICAL = [
-    "workclass",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "native_country",
-]
+
+def validation_split(df: pd.DataFrame, size: float = 0.25, *, seed=0,
+                     stratify: Sequence[str] = (SENSITIVE, LABEL)):
+    """Split ``df`` into ``(fit, val)`` with a share ``size`` of the rows in ``val``, stratified
+    by the joint values of the ``stratify`` columns (scikit-learn's ``train_test_split``), so
+    both parts keep every (sex, label) cell's share. Models are fitted on ``fit``; every knob,
+    threshold and model choice is made on ``val``; the test split only grades."""
+    checks.frame(df, "df", list(stratify))
+    size = checks.real(size, "size", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = checks.numpy_rng(seed)
+    strata = df[list(stratify)].astype(str).agg("|".join, axis=1) if stratify else None
+    fit, val = train_test_split(df, test_size=size, stratify=strata,
+                                random_state=int(rng.integers(2**31 - 1)))
+    return fit, val
 
 
 def adult_pipeline(*, include_sex: bool = True, C: float = 1.0) -> Pipeline:
@@ -609,52 +570,27 @@ def adult_pipeline(*, include_sex: bool = True, C: float = 1.0) -> Pipeline:
 
     ``include_sex=False`` drops the protected attribute ("fairness through unawareness").
     """
-    if not isinstance(include_sex, bool):
-        raise TypeError(f"include_sex must be a bool, got {type(include_sex).__name__}")
-    if not C > 0:
-        raise ValueError(f"C must be > 0, got {C}")
+    include_sex = checks.boolean(include_sex, "include_sex")
+    C = checks.real(C, "C", low=0.0, low_open=True)
     cats = [c for c in CATEGORICAL if include_sex or c != SENSITIVE]
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-    pre = ColumnTransformer(
-        [("num", StandardScaler(), NUMERIC), ("cat", categorical, cats)], remainder="drop"
-    )
-    return Pipeline(
-        [
-            ("features", pre),
-            ("clf", LogisticRegression(C=C, solver="newton-cholesky", max_iter=100)),
-        ]
-    )
+    categorical = Pipeline([
+        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+    ])
+    pre = ColumnTransformer([("num", StandardScaler(), NUMERIC), ("cat", categorical, cats)],
+                            remainder="drop")
+    return Pipeline([("features", pre),
+                     ("clf", LogisticRegression(C=C, solver="newton-cholesky", max_iter=100))])
 
 
-def _check_frame(name: str, df, needed: Sequence[str]) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks columns {missing}")
-
-
-def fit_adult_model(
-    train: pd.DataFrame,
-    *,
-    include_sex: bool = True,
-    labels=None,
-    sample_weight=None,
-    C: float = 1.0,
-) -> Pipeline:
+def fit_adult_model(train: pd.DataFrame, *, include_sex: bool = True, labels=None,
+                    sample_weight=None, C: float = 1.0) -> Pipeline:
     """Fit :func:`adult_pipeline` on ``train``; ``labels`` replaces ``train[LABEL]`` (e.g.
     massaged labels) and ``sample_weight`` (e.g. reweighing weights) goes to the classifier."""
-    _check_frame("train", train, [*NUMERIC, *CATEGORICAL, LABEL])
-    y = _binary(
-        "labels" if labels is not None else "train[LABEL]",
-        train[LABEL] if labels is None else labels,
-    )
-    _same_length("labels", y, len(train), "train")
+    checks.frame(train, "train", [*FEATURES, LABEL])
+    y = _binary(train[LABEL] if labels is None else labels,
+                "labels" if labels is not None else "train[LABEL]")
+    checks.same_length("labels", y, "train", train)
     model = adult_pipeline(include_sex=include_sex, C=C)
     fit_params = {}
     if sample_weight is not None:
@@ -665,19 +601,24 @@ def fit_adult_model(
 
 def _one_blas_thread():
     """Context: BLAS on one thread while fitting (restored on exit). The problem is small
-    (32,561 x ~90); on an idle 2-core CPU two OpenBLAS threads are ~1.5x faster per fit (about
-    0.05 s), but on an oversubscribed CPU their busy-waiting made fits 10-30x slower
-    (``benchmarks/bench_fairness.py``, median column). One thread is the robust choice."""
+    (32,561 x ~90); on an oversubscribed CPU two OpenBLAS threads busy-wait and make fits many
+    times slower (``benchmarks/bench_fairness.py``). One thread is the robust choice."""
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def summarize(y_true, y_pred, sensitive, privileged=PRIVILEGED, *, neighbors=None) -> dict:
+def summarize(y_true, y_pred, sensitive, privileged=PRIVILEGED, *, neighbors=None,
+              y_score=None) -> dict:
     """All headline numbers of one set of decisions: accuracy, balanced accuracy, selection rates
-    per group, DI, SPD, Zemel discrimination, consistency (needs ``neighbors``), EOD, AOD."""
-    yt = _binary("y_true", y_true)
-    yp = _binary("y_pred", y_pred)
-    _same_length("y_pred", yp, yt.shape[0], "y_true")
-    s = _sensitive(sensitive, yt.shape[0], "y_true")
+    per group, DI, SPD, Zemel's discrimination, consistency (needs ``neighbors``), EOD, AOD.
+
+    Zemel et al.'s three measures are given on the hard decisions (``accuracy``,
+    ``zemel_discrimination``, ``consistency``) and, with ``y_score`` (the predicted
+    probabilities), on the probabilities (``zemel_accuracy_proba``,
+    ``zemel_discrimination_proba``, ``consistency_proba``)."""
+    yt, yp, s = _pair(y_true, y_pred, sensitive)
+    if y_score is not None:
+        ys = _scores(y_score, "y_score")
+        checks.same_length("y_score", ys, "y_true", yt)
     priv = _privileged_mask(s, privileged)
     out = {
         "accuracy": float(accuracy_score(yt, yp)),
@@ -692,81 +633,104 @@ def summarize(y_true, y_pred, sensitive, privileged=PRIVILEGED, *, neighbors=Non
     }
     if neighbors is not None:
         out["consistency"] = consistency(None, yp, neighbors=neighbors)
+    if y_score is not None:
+        out["zemel_accuracy_proba"] = zemel_accuracy(yt, ys)
+        out["zemel_discrimination_proba"] = zemel_discrimination(ys, s, privileged)
+        if neighbors is not None:
+            out["consistency_proba"] = consistency(None, ys, neighbors=neighbors)
     return out
 
 
-def bootstrap_ci(
-    y_true,
-    y_pred,
-    sensitive,
-    metrics: Mapping[str, Callable],
-    *,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
+def _bootstrap_args(n_boot, level, seed):
+    """The two bootstraps' shared checks: ``(n_boot, level, numpy Generator)``."""
+    return (checks.integer(n_boot, "n_boot", low=2),
+            checks.fraction(level, "level", open_low=True, open_high=True),
+            checks.numpy_rng(seed))
+
+
+def bootstrap_ci(y_true, y_pred, sensitive, metrics: Mapping[str, Callable], *,
+                 n_boot: int = 1000, level: float = 0.95, seed=0) -> pd.DataFrame:
     """Percentile bootstrap intervals (Efron & Tibshirani 1993) of test-set metrics.
 
-    Resamples the test rows with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``)
-    and reports, for each ``metrics[name](y_true, y_pred, sensitive)``, the full-sample
-    estimate and the :math:`(1-level)/2` and :math:`(1+level)/2` quantiles. The model is held
-    fixed: the interval covers test-set sampling noise, not retraining noise.
+    Resamples the test rows with replacement ``n_boot`` times (``scipy.stats.bootstrap``, one
+    set of resamples shared by all metrics) and reports, for each
+    ``metrics[name](y_true, y_pred, sensitive)``, the full-sample estimate and the
+    :math:`(1-level)/2` and :math:`(1+level)/2` quantiles of the resampled values. The model is
+    held fixed: the interval covers test-set sampling noise, not retraining noise. ``y_pred``
+    may be decisions or probabilities in [0, 1].
     """
-    yt = _binary("y_true", y_true)
-    yp = _binary("y_pred", y_pred)
-    _same_length("y_pred", yp, yt.shape[0], "y_true")
-    s = _sensitive(sensitive, yt.shape[0], "y_true")
+    yt, yp, s = _pair(y_true, y_pred, sensitive, scores=True)
     if not isinstance(metrics, Mapping) or not metrics:
-        raise TypeError("metrics must be a non-empty mapping name -> fn(y_true, y_pred, sensitive)")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    n = yt.shape[0]
-    draws = {name: np.empty(n_boot) for name in metrics}
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        for name, fn in metrics.items():
-            draws[name][b] = fn(yt[idx], yp[idx], s[idx])
-    lo, hi = (1 - level) / 2, (1 + level) / 2
-    rows = {
-        name: {
-            "estimate": float(fn(yt, yp, s)),
-            "low": float(np.quantile(draws[name], lo)),
-            "high": float(np.quantile(draws[name], hi)),
-        }
-        for name, fn in metrics.items()
-    }
-    return pd.DataFrame.from_dict(rows, orient="index")
+        raise TypeError("metrics must be a non-empty mapping name -> fn(y_true, y_pred, "
+                        f"sensitive), got {type(metrics).__name__}")
+    n_boot, level, rng = _bootstrap_args(n_boot, level, seed)
+    if np.isin(yp, (0.0, 1.0)).all():
+        yp = yp.astype(np.int64)
+    names = list(metrics)
+
+    def statistic(i):
+        return np.array([metrics[k](yt[i], yp[i], s[i]) for k in names], dtype=float)
+
+    res = stats.bootstrap((np.arange(yt.shape[0]),), statistic, vectorized=False,
+                          n_resamples=n_boot, confidence_level=level, method="percentile",
+                          rng=rng)
+    return pd.DataFrame({"estimate": statistic(np.arange(yt.shape[0])),
+                         "low": res.confidence_interval.low,
+                         "high": res.confidence_interval.high}, index=names)
 
 
-def bootstrap_mean_ci(
-    values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
+def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95,
+                      seed=0) -> tuple[float, float, float]:
     """Mean of per-row ``values`` with a percentile bootstrap interval: ``(mean, low, high)``.
 
     For a paired comparison of two classifiers on the same test rows pass
     :math:`d_i = [\\hat y^A_i = y_i] - [\\hat y^B_i = y_i]`: the mean is the accuracy difference
     and resampling rows keeps the pairing, so the interval is much narrower than the two
-    accuracies' separate intervals suggest.
+    accuracies' separate intervals suggest. ``scipy.stats.bootstrap``, percentile method.
     """
-    v = np.asarray(values, dtype=float)
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"values must be a non-empty 1-D array, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("values must be finite")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    means = np.array([v[rng.integers(0, v.size, v.size)].mean() for _ in range(n_boot)])
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(v.mean()), float(lo), float(hi)
+    v = checks.array(values, "values", ndim=1)
+    if v.size < 2:
+        raise ValueError(f"values must hold at least 2 numbers to resample, got {v.size}")
+    n_boot, level, rng = _bootstrap_args(n_boot, level, seed)
+    res = stats.bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=level,
+                          method="percentile", rng=rng)
+    return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def _sweep(values, make_fit, train, test, neighbors, include_sex, knob, desc) -> pd.DataFrame:
+def goal_verdict(di_interval, drop_interval, *, min_di: float = 0.8,
+                 max_drop: float = 1.5) -> str:
+    """The goal "DI >= ``min_di`` with an accuracy drop <= ``max_drop`` points", judged on
+    confidence intervals: ``"met"`` when the whole DI interval is >= ``min_di`` and the whole
+    drop interval is <= ``max_drop``; ``"not met"`` when either interval lies entirely on the
+    wrong side; otherwise ``"inconclusive"`` (the test set cannot tell)."""
+    di_lo, di_hi = _interval(di_interval, "di_interval")
+    dr_lo, dr_hi = _interval(drop_interval, "drop_interval")
+    min_di, max_drop = checks.real(min_di, "min_di"), checks.real(max_drop, "max_drop")
+    if di_hi < min_di or dr_lo > max_drop:
+        return "not met"
+    if di_lo >= min_di and dr_hi <= max_drop:
+        return "met"
+    return "inconclusive"
+
+
+def _interval(values, name: str) -> tuple[float, float]:
+    arr = checks.array(values, name, ndim=1)
+    if arr.shape != (2,) or arr[0] > arr[1]:
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {arr.tolist()}")
+    return float(arr[0]), float(arr[1])
+
+
+def _values(values, name: str) -> list[float]:
+    """A sweep's knob values: a non-empty 1-D array-like of finite numbers >= 0."""
+    return [float(v) for v in checks.array(values, name, ndim=1, low=0.0)]
+
+
+def _validation_columns(y_val, s_val, y_fit) -> dict:
+    return {"val_accuracy": float((y_fit == y_val).mean()),
+            "val_disparate_impact": disparate_impact(y_fit, s_val, PRIVILEGED)}
+
+
+def _sweep(values, make_fit, train, val, test, neighbors, include_sex, knob, desc):
     """Fit the pipeline's features once, then one classifier per knob value.
 
     The preprocessing step is fitted without weights or labels, so it is the same for every
@@ -778,96 +742,86 @@ def _sweep(values, make_fit, train, test, neighbors, include_sex, knob, desc) ->
 
     template = adult_pipeline(include_sex=include_sex)
     features = template.named_steps["features"].fit(train)
-    x_train, x_test = features.transform(train), features.transform(test)
-    y_train, s_train = train[LABEL].to_numpy(), train[SENSITIVE].to_numpy()
+    x_train, x_val, x_test = (features.transform(d) for d in (train, val, test))
     rows = []
-    for v in tqdm(list(values), desc=desc):
-        labels, weights, extra = make_fit(float(v))
+    for v in tqdm(values, desc=desc, leave=False):
+        labels, weights, extra = make_fit(v)
         with _one_blas_thread():
             clf = clone(template.named_steps["clf"]).fit(x_train, labels, sample_weight=weights)
-            y_fit, y_pred = clf.predict(x_train), clf.predict(x_test)
-        row = {
-            knob: float(v),
-            **extra,
-            "train_accuracy": float((y_fit == y_train).mean()),
-            "train_disparate_impact": disparate_impact(y_fit, s_train, PRIVILEGED),
-        }
-        row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors))
+            y_val, y_pred = clf.predict(x_val), clf.predict(x_test)
+            score = clf.predict_proba(x_test)
+        row = {knob: v, **extra,
+               **_validation_columns(val[LABEL].to_numpy(), val[SENSITIVE].to_numpy(), y_val)}
+        row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors,
+                             y_score=score[:, 1]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def reweighing_sweep(
-    train: pd.DataFrame, test: pd.DataFrame, strengths, *, neighbors=None, include_sex: bool = True
-) -> pd.DataFrame:
-    """Retrain with :func:`reweighing_weights` at each ``strength`` and :func:`summarize` on
-    ``test``: one row per strength (0 = the baseline, 1 = full Kamiran & Calders). The columns
-    ``train_accuracy`` and ``train_disparate_impact`` score each model on the original training
-    rows, so a knob can be chosen without looking at the test split."""
-    _check_frame("train", train, [*NUMERIC, *CATEGORICAL, LABEL])
-    _check_frame("test", test, [*NUMERIC, *CATEGORICAL, LABEL])
-    y = _binary("train[LABEL]", train[LABEL])
+def _frames(train, val, test, needed=(*FEATURES, LABEL)):
+    for name, df in (("train", train), ("val", val), ("test", test)):
+        checks.frame(df, name, list(needed))
+
+
+def reweighing_sweep(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, strengths, *,
+                     neighbors=None, include_sex: bool = True) -> pd.DataFrame:
+    """Fit on ``train`` with :func:`reweighing_weights` at each ``strength`` (0 = the baseline,
+    1 = full Kamiran & Calders): one row per strength with ``val_accuracy`` and
+    ``val_disparate_impact`` (on the validation split ``val``, where the knob is chosen) and
+    :func:`summarize` on ``test`` (the grade, with probabilities)."""
+    _frames(train, val, test)
+    strengths = _values(strengths, "strengths")
+    y = _binary(train[LABEL], "train[LABEL]")
 
     def make_fit(a):
         return y, reweighing_weights(y, train[SENSITIVE], strength=a), {}
 
-    return _sweep(
-        strengths, make_fit, train, test, neighbors, include_sex, "strength", "reweighing sweep"
-    )
+    return _sweep(strengths, make_fit, train, val, test, neighbors, include_sex, "strength",
+                  "reweighing sweep")
 
 
-def massaging_sweep(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    scores,
-    fractions,
-    *,
-    neighbors=None,
-    include_sex: bool = True,
-) -> pd.DataFrame:
-    """Retrain on :func:`massage`-d labels for each ``fraction`` of the :math:`M` pairs and
-    :func:`summarize` on ``test``; ``scores`` ranks the training rows (the ranker's
-    :math:`P(y=1 \\mid x)`). Adds ``flips`` (labels changed) and the ``train_*`` columns of
-    :func:`reweighing_sweep`."""
-    _check_frame("train", train, [*NUMERIC, *CATEGORICAL, LABEL])
-    _check_frame("test", test, [*NUMERIC, *CATEGORICAL, LABEL])
-    y = _binary("train[LABEL]", train[LABEL])
+def massaging_sweep(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, scores,
+                    fractions, *, neighbors=None, include_sex: bool = True) -> pd.DataFrame:
+    """Fit on :func:`massage`-d ``train`` labels for each ``fraction`` of the :math:`M` pairs;
+    ``scores`` ranks the training rows (the ranker's :math:`P(y=1 \\mid x)`). Columns as in
+    :func:`reweighing_sweep`, plus ``flips`` (labels changed)."""
+    _frames(train, val, test)
+    fractions = _values(fractions, "fractions")
+    y = _binary(train[LABEL], "train[LABEL]")
+    sc = checks.array(scores, "scores", ndim=1)
+    checks.same_length("scores", sc, "train", train)
 
     def make_fit(f):
-        y_m = massage(y, train[SENSITIVE], scores, PRIVILEGED, fraction=f)
+        y_m = massage(y, train[SENSITIVE], sc, PRIVILEGED, fraction=f)
         return y_m, None, {"flips": int((y_m != y).sum())}
 
-    return _sweep(
-        fractions, make_fit, train, test, neighbors, include_sex, "fraction", "massaging sweep"
-    )
+    return _sweep(fractions, make_fit, train, val, test, neighbors, include_sex, "fraction",
+                  "massaging sweep")
 
 
-def threshold_sweep(
-    scores_train,
-    train: pd.DataFrame,
-    scores_test,
-    test: pd.DataFrame,
-    strengths,
-    *,
-    target: str = "demographic_parity",
-    neighbors=None,
-) -> pd.DataFrame:
+def threshold_sweep(thresholds: Mapping, scores_val, val: pd.DataFrame, scores_test,
+                    test: pd.DataFrame, strengths, *, neighbors=None) -> pd.DataFrame:
     """Post-processing trade-off: thresholds :math:`t_g(\\lambda) = 0.5 + \\lambda\\,(t_g - 0.5)`
-    between the plain 0.5 cut (:math:`\\lambda = 0`) and the :func:`group_thresholds` fitted on
-    the training scores (:math:`\\lambda = 1`), applied to the test scores. One row per
-    ``strength`` with the thresholds, the ``train_*`` columns and :func:`summarize` on ``test``."""
-    _check_frame("train", train, [SENSITIVE, LABEL])
-    _check_frame("test", test, [SENSITIVE, LABEL])
-    full = group_thresholds(scores_train, train[SENSITIVE], target, train[LABEL])
+    between the plain 0.5 cut (:math:`\\lambda = 0`) and the given group ``thresholds``
+    (:math:`\\lambda = 1`, e.g. from :func:`group_thresholds`). One row per ``strength`` with the
+    thresholds, ``val_accuracy`` and ``val_disparate_impact`` on ``scores_val`` and
+    :func:`summarize` on ``scores_test``."""
+    if not isinstance(thresholds, Mapping) or not thresholds:
+        raise TypeError("thresholds must be a non-empty mapping group -> threshold, got "
+                        f"{type(thresholds).__name__}")
+    full = {g: checks.real(t, f"thresholds[{g!r}]") for g, t in thresholds.items()}
+    checks.frame(val, "val", [SENSITIVE, LABEL])
+    checks.frame(test, "test", [SENSITIVE, LABEL])
+    sv, st = _scores(scores_val, "scores_val"), _scores(scores_test, "scores_test")
+    checks.same_length("scores_val", sv, "val", val)
+    checks.same_length("scores_test", st, "test", test)
     rows = []
-    for lam in strengths:
-        lam = _check_nonneg("strengths", lam)
+    for lam in _values(strengths, "strengths"):
         th = {g: 0.5 + lam * (t - 0.5) for g, t in full.items()}
-        y_fit = apply_thresholds(scores_train, train[SENSITIVE], th)
         row = {"strength": lam, **{f"threshold_{g}": t for g, t in th.items()}}
-        row["train_accuracy"] = float((y_fit == train[LABEL].to_numpy()).mean())
-        row["train_disparate_impact"] = disparate_impact(y_fit, train[SENSITIVE], PRIVILEGED)
-        y_pred = apply_thresholds(scores_test, test[SENSITIVE], th)
+        y_val = apply_thresholds(sv, val[SENSITIVE], th)
+        row.update(_validation_columns(val[LABEL].to_numpy(), val[SENSITIVE].to_numpy(), y_val))
+        y_pred = apply_thresholds(st, test[SENSITIVE], th)
         row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -877,13 +831,17 @@ def interpolate_knob(sweep: pd.DataFrame, knob: str, column: str, target: float)
     """Smallest knob value at which ``column`` reaches ``target``, by linear interpolation
     between the first two consecutive rows of ``sweep`` (sorted by ``knob``) that bracket it.
 
-    Used to set a mitigation's strength from the *training* disparate impact
-    (``column="train_disparate_impact"``, ``target=0.8``) so the test split is only used to grade.
-    Raises ``ValueError`` when no row reaches the target.
+    Used to set a mitigation's strength from the *validation* disparate impact
+    (``column="val_disparate_impact"``, ``target=0.8``) so the test split is only used to grade.
+    Raises ``ValueError`` on an empty sweep and when no row reaches the target.
     """
-    _check_frame("sweep", sweep, [knob, column])
+    checks.frame(sweep, "sweep", [knob, column])
+    if len(sweep) == 0:
+        raise ValueError("sweep must have at least one row, got an empty DataFrame")
+    target = checks.real(target, "target")
     df = sweep.sort_values(knob)
-    x, y = df[knob].to_numpy(float), df[column].to_numpy(float)
+    x = checks.array(df[knob], f"sweep[{knob!r}]", ndim=1)
+    y = checks.array(df[column], f"sweep[{column!r}]", ndim=1)
     if y[0] >= target:
         return float(x[0])
     for i in range(1, len(x)):
@@ -891,79 +849,75 @@ def interpolate_knob(sweep: pd.DataFrame, knob: str, column: str, target: float)
             if y[i] == y[i - 1]:
                 return float(x[i])
             return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
-    raise ValueError(f"{column} never reaches {target} in the sweep (max {y.max():.3f})")
+    raise ValueError(f"target must be reached in the sweep: {column} never reaches {target:g} "
+                     f"(max {y.max():.3f})")
 
 
 def association_with(df: pd.DataFrame, column: str, features: Sequence[str]) -> pd.DataFrame:
     """Strength of association between ``df[column]`` (categorical, e.g. sex) and each feature.
 
     Categorical feature: Cramér's V, :math:`V = \\sqrt{\\chi^2 / (n\\,(\\min(r, c) - 1))}` from the
-    contingency table (Cramér 1946). Numeric feature: the correlation ratio
+    contingency table (Cramér 1946; ``scipy.stats.contingency.association``). Numeric feature:
+    the correlation ratio
     :math:`\\eta = \\sqrt{\\sum_g n_g (\\bar x_g - \\bar x)^2 / \\sum_i (x_i - \\bar x)^2}` (for a
     binary ``column`` this is the absolute point-biserial correlation). Both lie in [0, 1]; a
     feature with a high value is a proxy that can carry the protected attribute into a model
     that never sees it. Missing values count as their own category. Sorted, strongest first.
     """
-    _check_frame("df", df, [column, *features])
+    features = list(features)
+    checks.frame(df, "df", [column, *features])
+    if not features:
+        raise ValueError("features must name at least one column")
+    if column in features:
+        raise ValueError(f"features must not contain the column itself ({column!r})")
     g = df[column].astype(str).to_numpy()
     rows = []
     for f in features:
-        if f == column:
-            raise ValueError(f"features must not contain the column itself ({column!r})")
         x = df[f]
         if pd.api.types.is_numeric_dtype(x):
             xv = x.to_numpy(float)
             total = ((xv - xv.mean()) ** 2).sum()
             if total == 0:
-                raise ValueError(f"feature {f!r} is constant: its correlation ratio is undefined")
-            between = sum(
-                (g == k).sum() * (xv[g == k].mean() - xv.mean()) ** 2 for k in np.unique(g)
-            )
-            rows.append(
-                {"feature": f, "measure": "correlation ratio", "value": np.sqrt(between / total)}
-            )
+                raise ValueError(f"features must not be constant: {f!r} has an undefined "
+                                 "correlation ratio")
+            between = sum((g == k).sum() * (xv[g == k].mean() - xv.mean()) ** 2
+                          for k in np.unique(g))
+            rows.append({"feature": f, "measure": "correlation ratio",
+                         "value": float(np.sqrt(between / total))})
         else:
-            table = pd.crosstab(x.fillna("missing").astype(str), g).to_numpy(float)
-            n = table.sum()
-            expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
-            chi2 = ((table - expected) ** 2 / expected).sum()
-            k = min(table.shape) - 1
-            if k == 0:
-                raise ValueError(f"feature {f!r} has a single category: Cramér's V is undefined")
-            rows.append({"feature": f, "measure": "Cramér's V", "value": np.sqrt(chi2 / (n * k))})
+            table = pd.crosstab(x.fillna("missing").astype(str), g).to_numpy()
+            if min(table.shape) < 2:
+                raise ValueError(f"features must have two or more categories: {f!r} (against "
+                                 f"{column!r}) leaves Cramér's V undefined")
+            rows.append({"feature": f, "measure": "Cramér's V",
+                         "value": float(association(table, method="cramer"))})
     return pd.DataFrame(rows).sort_values("value", ascending=False).reset_index(drop=True)
 
 
-def plot_tradeoff(
-    curves: Mapping[str, pd.DataFrame],
-    points: Mapping[str, Mapping],
-    *,
-    baseline_accuracy: float,
-    max_drop: float = 0.015,
-    ax=None,
-):
+def plot_tradeoff(curves: Mapping[str, pd.DataFrame], points: Mapping[str, Mapping], *,
+                  baseline_accuracy: float, max_drop: float = 0.015, ax=None):
     """Accuracy against disparate impact: one line per sweep in ``curves`` (DataFrames with
     ``disparate_impact`` and ``accuracy`` columns) and one marker per model in ``points``
     (name -> dict with the same keys). Draws the four-fifths line (DI = 0.8) and the accuracy
     floor ``baseline_accuracy - max_drop``; the goal region is the upper right. Returns the axes."""
     import matplotlib.pyplot as plt
 
+    for name, arg in (("curves", curves), ("points", points)):
+        if not isinstance(arg, Mapping):
+            raise TypeError(f"{name} must be a mapping name -> data, got {type(arg).__name__}")
+    baseline_accuracy = checks.fraction(baseline_accuracy, "baseline_accuracy")
+    max_drop = checks.fraction(max_drop, "max_drop")
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
     markers = iter("osD^vP*Xh<>p")
     for name, df in curves.items():
-        _check_frame(f"curves[{name!r}]", df, ["disparate_impact", "accuracy"])
+        checks.frame(df, f"curves[{name!r}]", ["disparate_impact", "accuracy"])
         ax.plot(df["disparate_impact"], df["accuracy"], ".-", alpha=0.6, label=f"{name} (sweep)")
     for name, p in points.items():
         ax.plot(p["disparate_impact"], p["accuracy"], next(markers, "o"), ms=9, mec="k", label=name)
     ax.axvline(0.8, color="grey", ls="--", lw=1, label="four-fifths rule (DI = 0.8)")
-    ax.axhline(
-        baseline_accuracy - max_drop,
-        color="grey",
-        ls=":",
-        lw=1,
-        label=f"baseline accuracy - {100 * max_drop:.1f} points",
-    )
+    ax.axhline(baseline_accuracy - max_drop, color="grey", ls=":", lw=1,
+               label=f"baseline accuracy - {100 * max_drop:.1f} points")
     ax.set_xlabel("disparate impact on the test split (women / men selection rate)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy vs disparate impact on UCI Adult (test split)")

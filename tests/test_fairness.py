@@ -1,4 +1,5 @@
-"""Tests of helpers.fairness: metrics on hand-computed cases, mitigation identities, bad inputs."""
+"""Tests of helpers.fairness: metrics on hand-computed cases, mitigation identities, intervals
+against closed-form references, bad inputs."""
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,41 @@ Y_PRED = np.array([1, 1, 0, 0, 1, 0, 0, 0])
 Y_TRUE = np.array([1, 0, 1, 0, 1, 1, 1, 0])
 # Men:   selection 2/4, TPR 1/2 (rows 0, 2), FPR 1/2 (rows 1, 3)
 # Women: selection 1/4, TPR 1/3 (rows 4, 5, 6), FPR 0/1 (row 7)
+
+
+def _toy_adult(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["Male", "Female"], n)
+    df = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "education_num": rng.integers(1, 17, n),
+            "capital_gain": rng.integers(0, 5000, n),
+            "capital_loss": rng.integers(0, 100, n),
+            "hours_per_week": rng.integers(10, 60, n),
+            "workclass": rng.choice(["Private", "State-gov", None], n),
+            "marital_status": rng.choice(["Married", "Never-married"], n),
+            "occupation": rng.choice(["Sales", "Tech", "Craft"], n),
+            "relationship": rng.choice(["Husband", "Wife", "Own-child"], n),
+            "race": rng.choice(["White", "Black"], n),
+            "sex": sex,
+            "native_country": rng.choice(["United-States", "Mexico"], n),
+        }
+    )
+    logit = 0.15 * (df["education_num"] - 9) + 1.0 * (sex == "Male") - 1.0
+    df[F.LABEL] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return df
+
+
+
+
+def test_unaware_model_ignores_sex():
+    df = _toy_adult()
+    model = F.fit_adult_model(df, include_sex=False)
+    flipped = df.assign(sex=np.where(df["sex"] == "Male", "Female", "Male"))
+    np.testing.assert_array_equal(model.predict_proba(df), model.predict_proba(flipped))
+    aware = F.fit_adult_model(df, include_sex=True)
+    assert not np.allclose(aware.predict_proba(df), aware.predict_proba(flipped))
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -92,11 +128,16 @@ def test_group_report_hand_case():
     m, f = rep.loc["M"], rep.loc["F"]
     assert (m["size"], m["tp"], m["fp"], m["tn"], m["fn"]) == (4, 1, 1, 1, 1)
     assert (f["size"], f["tp"], f["fp"], f["tn"], f["fn"]) == (4, 1, 0, 1, 2)
-    assert m["base_rate"] == pytest.approx(0.5) and f["base_rate"] == pytest.approx(0.75)
-    assert m["selection_rate"] == pytest.approx(0.5) and f["selection_rate"] == pytest.approx(0.25)
-    assert m["tpr"] == pytest.approx(0.5) and f["tpr"] == pytest.approx(1 / 3)
-    assert m["fpr"] == pytest.approx(0.5) and f["fpr"] == pytest.approx(0.0)
-    assert m["accuracy"] == pytest.approx(0.5) and f["accuracy"] == pytest.approx(0.5)
+    assert m["base_rate"] == pytest.approx(0.5)
+    assert f["base_rate"] == pytest.approx(0.75)
+    assert m["selection_rate"] == pytest.approx(0.5)
+    assert f["selection_rate"] == pytest.approx(0.25)
+    assert m["tpr"] == pytest.approx(0.5)
+    assert f["tpr"] == pytest.approx(1 / 3)
+    assert m["fpr"] == pytest.approx(0.5)
+    assert f["fpr"] == pytest.approx(0.0)
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert f["accuracy"] == pytest.approx(0.5)
 
 
 def test_summarize_agrees_with_the_metrics():
@@ -159,7 +200,8 @@ def test_massage_hand_case():
     # demote the two lowest-scored male positives (rows 5, 4); promote the two
     # highest-scored female negatives (rows 15: 0.48, 13: 0.45)
     assert sorted(flipped.tolist()) == [4, 5, 13, 15]
-    assert y_m[[13, 15]].tolist() == [1, 1] and y_m[[4, 5]].tolist() == [0, 0]
+    assert y_m[[13, 15]].tolist() == [1, 1]
+    assert y_m[[4, 5]].tolist() == [0, 0]
     assert y_m.sum() == y.sum()
     assert F.statistical_parity_difference(y_m, s, "M") == pytest.approx(0.0)
     assert (F.massage(y, s, scores, "M", fraction=0) == y).all()
@@ -191,18 +233,30 @@ def test_massage_is_minimal_and_equalises_within_one_example(seed):
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.33, 0.5, 1.0])
-def test_demographic_parity_thresholds_hit_the_rate(rate):
+def test_demographic_parity_thresholds_hit_the_rate_within_half_an_example(rate):
     rng = np.random.default_rng(5)
     s = np.array(["a"] * 37 + ["b"] * 53)
-    scores = rng.random(90) * np.where(s == "a", 1.0, 0.6)
+    scores = rng.random(90) * np.where(s == "a", 1.0, 0.6)  # continuous: no ties
     th = F.group_thresholds(scores, s, rate=rate)
     y_hat = F.apply_thresholds(scores, s, th)
     for g, n_g in (("a", 37), ("b", 53)):
-        assert abs(y_hat[s == g].sum() - rate * n_g) <= 1
+        # k = round(rate * n_g) selected: within half an example of the target count
+        assert abs(y_hat[s == g].sum() - rate * n_g) <= 0.5
     default = F.group_thresholds(scores, s)
     y_def = F.apply_thresholds(scores, s, default)
     for g, n_g in (("a", 37), ("b", 53)):
-        assert abs(y_def[s == g].sum() - (scores >= 0.5).mean() * n_g) <= 1
+        assert abs(y_def[s == g].sum() - (scores >= 0.5).mean() * n_g) <= 0.5
+
+
+def test_group_threshold_is_the_kth_highest_score():
+    scores = np.array([0.9, 0.1, 0.8, 0.3, 0.6, 0.7, 0.2, 0.4])
+    s = np.array(["a"] * 4 + ["b"] * 4)
+    # rate 0.5: two of each group; a's scores 0.9 0.8 0.3 0.1 -> 0.8; b's 0.7 0.6 0.4 0.2 -> 0.6
+    assert F.group_thresholds(scores, s, rate=0.5) == {"a": 0.8, "b": 0.6}
+    # rate 0.3: round(1.2) = 1 of each
+    assert F.group_thresholds(scores, s, rate=0.3) == {"a": 0.9, "b": 0.7}
+    assert F.group_thresholds(scores, s, rate=0.0) == {"a": np.inf, "b": np.inf}
+    assert F.apply_thresholds(scores, s, {"a": 0.8, "b": 0.6}).tolist() == [1, 0, 1, 0, 1, 1, 0, 0]
 
 
 def test_equal_opportunity_thresholds_hit_the_tpr():
@@ -227,24 +281,104 @@ def test_interpolate_knob():
     sweep = pd.DataFrame({"k": [0.0, 1.0, 2.0], "di": [0.3, 0.6, 1.0]})
     assert F.interpolate_knob(sweep, "k", "di", 0.8) == pytest.approx(1.5)
     assert F.interpolate_knob(sweep, "k", "di", 0.2) == pytest.approx(0.0)
+    # unsorted rows are sorted by the knob first
+    assert F.interpolate_knob(sweep.iloc[::-1], "k", "di", 0.45) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="never reaches"):
         F.interpolate_knob(sweep, "k", "di", 1.5)
 
 
-def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
+# ------------------------------------------------------------- Zemel et al.'s three measures
+
+
+def test_zemel_measures_on_probabilities_hand_case():
+    y = np.array([1, 0, 1, 0])
+    p = np.array([0.9, 0.2, 0.6, 0.5])
+    s = np.array(["M", "M", "F", "F"])
+    # yAcc = 1 - mean(|0.1|, |0.2|, |0.4|, |0.5|) = 1 - 1.2 / 4
+    assert F.zemel_accuracy(y, p) == pytest.approx(0.7)
+    # yDisc = |mean(0.6, 0.5) - mean(0.9, 0.2)| = |0.55 - 0.55| = 0
+    assert F.zemel_discrimination(p, s, "M") == pytest.approx(0.0)
+    p2 = np.array([0.9, 0.3, 0.2, 0.1])
+    assert F.zemel_discrimination(p2, s, "M") == pytest.approx(0.6 - 0.15)
+    # on hard decisions yAcc is the accuracy and yDisc the |SPD|
+    assert F.zemel_accuracy(Y_TRUE, Y_PRED) == pytest.approx(0.5)
+    assert F.zemel_discrimination(Y_PRED, S, "M") == pytest.approx(0.25)
+
+
+def test_consistency_on_probabilities_matches_a_loop():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3))
+    p = rng.random(40)
+    d = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    total = 0.0
+    for i in range(40):  # a second implementation: explicit loop over rows
+        order = [j for j in np.argsort(d[i]) if j != i][:4]
+        total += abs(p[i] - sum(p[j] for j in order) / 4)
+    assert F.consistency(X, p, k=4) == pytest.approx(1 - total / 40)
+
+
+def test_summarize_reports_zemel_measures_on_both_kinds_of_prediction():
+    X = np.arange(8, dtype=float)[:, None]
+    nbrs = F.nearest_neighbors(X, k=2)
+    p = np.array([0.9, 0.6, 0.2, 0.1, 0.7, 0.4, 0.45, 0.3])
+    out = F.summarize(Y_TRUE, Y_PRED, S, "M", neighbors=nbrs, y_score=p)
+    assert out["zemel_accuracy_proba"] == pytest.approx(F.zemel_accuracy(Y_TRUE, p))
+    assert out["zemel_discrimination_proba"] == pytest.approx(abs(p[4:].mean() - p[:4].mean()))
+    assert out["consistency_proba"] == pytest.approx(F.consistency(X, p, k=2))
+    assert out["consistency"] == pytest.approx(F.consistency(X, Y_PRED, k=2))
+
+
+def test_rates_by_group_matches_group_report():
+    other = 1 - Y_PRED
+    out = F.rates_by_group(Y_TRUE, {"a": Y_PRED, "b": other}, S)
+    assert list(out.index) == ["a", "b"]
+    assert out.loc["a", ("tpr", "F")] == pytest.approx(1 / 3)
+    assert out.loc["a", ("fpr", "M")] == pytest.approx(0.5)
+    assert out.loc["b", ("tpr", "F")] == pytest.approx(2 / 3)
+    assert out.loc["b", ("selection_rate", "M")] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ protocol and intervals
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    df = _toy_adult(n=400)
+    fit, val = F.validation_split(df, 0.25, seed=0)
+    assert len(val) == 100
+    assert len(fit) == 300
+    assert set(fit.index).isdisjoint(val.index)
+    assert len(set(fit.index) | set(val.index)) == 400
+    cells = df.groupby(["sex", F.LABEL]).size()
+    got = val.groupby(["sex", F.LABEL]).size()
+    # every (sex, label) cell keeps its share: within one row of 25% of the cell
+    assert (abs(got - 0.25 * cells) <= 1).all()
+    again, _ = F.validation_split(df, 0.25, seed=0)
+    assert fit.index.equals(again.index)
+    assert not fit.index.equals(F.validation_split(df, 0.25, seed=1)[0].index)
+
+
+def test_bootstrap_ci_matches_the_normal_approximation():
+    # Reference: for an accuracy on n rows the percentile interval approaches
+    # p +/- 1.96 sqrt(p (1 - p) / n). The 2.5% quantile of B = 2000 resamples has a Monte Carlo
+    # standard error of sqrt(q (1 - q) / B) / phi(1.96) sigma = 0.06 sigma; we allow 0.3 sigma
+    # (5 standard errors, plus the small skew of a binomial at n = 3000).
     rng = np.random.default_rng(0)
-    s = rng.choice(["M", "F"], 400)
-    yt = rng.integers(0, 2, 400)
-    yp = np.where(rng.random(400) < 0.8, yt, 1 - yt)
-    metrics = {
-        "accuracy": lambda t, p, g: (t == p).mean(),
-        "di": lambda t, p, g: F.disparate_impact(p, g, "M"),
-    }
-    a = F.bootstrap_ci(yt, yp, s, metrics, n_boot=200, seed=3)
-    b = F.bootstrap_ci(yt, yp, s, metrics, n_boot=200, seed=3)
-    pd.testing.assert_frame_equal(a, b)
-    assert (a["low"] <= a["estimate"]).all() and (a["estimate"] <= a["high"]).all()
-    assert a.loc["accuracy", "estimate"] == pytest.approx((yt == yp).mean())
+    n = 3000
+    s = rng.choice(["M", "F"], n)
+    yt = rng.integers(0, 2, n)
+    yp = np.where(rng.random(n) < 0.8, yt, 1 - yt)
+    metrics = {"accuracy": lambda t, p, g: (t == p).mean(),
+               "di": lambda t, p, g: F.disparate_impact(p, g, "M")}
+    a = F.bootstrap_ci(yt, yp, s, metrics, n_boot=2000, seed=3)
+    p = (yt == yp).mean()
+    sigma = np.sqrt(p * (1 - p) / n)
+    assert a.loc["accuracy", "estimate"] == pytest.approx(p)
+    assert a.loc["accuracy", "low"] == pytest.approx(p - 1.96 * sigma, abs=0.3 * sigma)
+    assert a.loc["accuracy", "high"] == pytest.approx(p + 1.96 * sigma, abs=0.3 * sigma)
+    # seeded: the same seed repeats, a Generator is accepted, another seed differs
+    pd.testing.assert_frame_equal(a, F.bootstrap_ci(yt, yp, s, metrics, n_boot=2000, seed=3))
+    b = F.bootstrap_ci(yt, yp, s, metrics, n_boot=2000, seed=np.random.default_rng(4))
+    assert not np.allclose(a[["low", "high"]], b[["low", "high"]])
 
 
 def test_bootstrap_mean_ci_paired_difference():
@@ -254,99 +388,100 @@ def test_bootstrap_mean_ci_paired_difference():
     b = a.copy()
     b[:30] = 1 - b[:30]  # b differs from a on 30 rows only
     d = (a == y).astype(float) - (b == y)
-    mean, lo, hi = F.bootstrap_mean_ci(d, n_boot=500, seed=0)
+    mean, lo, hi = F.bootstrap_mean_ci(d, n_boot=2000, seed=0)
     assert mean == pytest.approx((a == y).mean() - (b == y).mean())
-    assert lo <= mean <= hi
-    # paired interval is far narrower than an accuracy's own interval
-    acc = F.bootstrap_mean_ci((a == y).astype(float), n_boot=500, seed=0)
+    # Normal reference mean +/- 1.96 sd / sqrt(n); 0.3 sd/sqrt(n) allowed (5 Monte Carlo SE,
+    # as in the test above)
+    se = d.std() / np.sqrt(d.size)
+    assert lo == pytest.approx(mean - 1.96 * se, abs=0.3 * se)
+    assert hi == pytest.approx(mean + 1.96 * se, abs=0.3 * se)
+    # the paired interval is far narrower than an accuracy's own interval
+    acc = F.bootstrap_mean_ci((a == y).astype(float), n_boot=2000, seed=0)
     assert hi - lo < 0.5 * (acc[2] - acc[1])
-    assert F.bootstrap_mean_ci(d, n_boot=500, seed=0) == (mean, lo, hi)
-    with pytest.raises(ValueError, match="values"):
-        F.bootstrap_mean_ci([])
-    with pytest.raises(ValueError, match="n_boot"):
-        F.bootstrap_mean_ci([1.0, 2.0], n_boot=0)
+    assert F.bootstrap_mean_ci(d, n_boot=2000, seed=0) == (mean, lo, hi)
+
+
+@pytest.mark.parametrize(("di", "drop", "verdict"), [
+    ((0.82, 0.9), (1.0, 1.4), "met"),
+    ((0.8, 0.9), (1.0, 1.5), "met"),
+    ((0.79, 0.9), (1.0, 1.4), "inconclusive"),
+    ((0.82, 0.9), (1.0, 1.6), "inconclusive"),
+    ((0.6, 0.79), (1.0, 1.4), "not met"),
+    ((0.82, 0.9), (1.51, 2.0), "not met"),
+])
+def test_goal_verdict(di, drop, verdict):
+    assert F.goal_verdict(di, drop) == verdict
+
+
 
 
 # ------------------------------------------------------------------------- sklearn plumbing
 
 
-def _toy_adult(n=400, seed=0):
-    rng = np.random.default_rng(seed)
-    sex = rng.choice(["Male", "Female"], n)
-    df = pd.DataFrame(
-        {
-            "age": rng.integers(18, 80, n),
-            "education_num": rng.integers(1, 17, n),
-            "capital_gain": rng.integers(0, 5000, n),
-            "capital_loss": rng.integers(0, 100, n),
-            "hours_per_week": rng.integers(10, 60, n),
-            "workclass": rng.choice(["Private", "State-gov", None], n),
-            "marital_status": rng.choice(["Married", "Never-married"], n),
-            "occupation": rng.choice(["Sales", "Tech", "Craft"], n),
-            "relationship": rng.choice(["Husband", "Wife", "Own-child"], n),
-            "race": rng.choice(["White", "Black"], n),
-            "sex": sex,
-            "native_country": rng.choice(["United-States", "Mexico"], n),
-        }
-    )
-    logit = 0.15 * (df["education_num"] - 9) + 1.0 * (sex == "Male") - 1.0
-    df[F.LABEL] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return df
-
-
-def test_unaware_model_ignores_sex():
-    df = _toy_adult()
-    model = F.fit_adult_model(df, include_sex=False)
-    flipped = df.assign(sex=np.where(df["sex"] == "Male", "Female", "Male"))
-    np.testing.assert_array_equal(model.predict_proba(df), model.predict_proba(flipped))
-    aware = F.fit_adult_model(df, include_sex=True)
-    assert not np.allclose(aware.predict_proba(df), aware.predict_proba(flipped))
-
-
 def test_sweeps_and_weights_change_the_model():
     df = _toy_adult()
-    base = F.fit_adult_model(df)
-    scores = base.predict_proba(df)[:, 1]
-    rw = F.reweighing_sweep(df, df, [0.0, 1.0])
-    ms = F.massaging_sweep(df, df, scores, [0.0, 1.0])
+    fit, val = F.validation_split(df, 0.3, seed=0)
+    base = F.fit_adult_model(fit)
+    scores = base.predict_proba(fit)[:, 1]
+    rw = F.reweighing_sweep(fit, val, df, [0.0, 1.0])
+    ms = F.massaging_sweep(fit, val, df, scores, [0.0, 1.0])
     for sweep in (rw, ms):
         assert sweep["rate_unprivileged"].iloc[1] > sweep["rate_unprivileged"].iloc[0]
-        assert {"accuracy", "disparate_impact", "train_disparate_impact"} <= set(sweep.columns)
-    assert ms["flips"].tolist()[0] == 0 and ms["flips"].tolist()[1] > 0
-    # a sweep's model is the same model fit_adult_model builds
-    w = F.reweighing_weights(df[F.LABEL], df["sex"], strength=1.0)
-    direct = F.fit_adult_model(df, sample_weight=w).predict(df)
+        assert {"accuracy", "disparate_impact", "val_disparate_impact",
+                "zemel_discrimination_proba"} <= set(sweep.columns)
+    assert ms["flips"].tolist()[0] == 0
+    assert ms["flips"].tolist()[1] > 0
+    # a sweep's model is the same model fit_adult_model builds, graded on val and on test
+    w = F.reweighing_weights(fit[F.LABEL], fit["sex"], strength=1.0)
+    model = F.fit_adult_model(fit, sample_weight=w)
+    direct, on_val = model.predict(df), model.predict(val)
     assert rw["accuracy"].iloc[1] == pytest.approx((direct == df[F.LABEL]).mean())
     assert rw["disparate_impact"].iloc[1] == pytest.approx(
-        F.disparate_impact(direct, df["sex"], "Male")
-    )
-    y_m = F.massage(df[F.LABEL], df["sex"], scores, "Male")
-    direct = F.fit_adult_model(df, labels=y_m).predict(df)
+        F.disparate_impact(direct, df["sex"], "Male"))
+    assert rw["val_accuracy"].iloc[1] == pytest.approx((on_val == val[F.LABEL]).mean())
+    assert rw["val_disparate_impact"].iloc[1] == pytest.approx(
+        F.disparate_impact(on_val, val["sex"], "Male"))
+    assert rw["zemel_accuracy_proba"].iloc[1] == pytest.approx(
+        F.zemel_accuracy(df[F.LABEL], model.predict_proba(df)[:, 1]))
+    y_m = F.massage(fit[F.LABEL], fit["sex"], scores, "Male")
+    direct = F.fit_adult_model(fit, labels=y_m).predict(df)
     assert ms["accuracy"].iloc[1] == pytest.approx((direct == df[F.LABEL]).mean())
-    th = F.threshold_sweep(scores, df, scores, df, [0.0, 1.0])
-    assert th["disparate_impact"].iloc[1] == pytest.approx(1.0, abs=0.1)
-    assert th["threshold_Male"].iloc[0] == pytest.approx(0.5)
+
+
+def test_threshold_sweep_interpolates_towards_the_group_thresholds():
+    df = _toy_adult()
+    scores = F.fit_adult_model(df).predict_proba(df)[:, 1]
+    th = F.group_thresholds(scores, df["sex"])
+    sweep = F.threshold_sweep(th, scores, df, scores, df, [0.0, 0.5, 1.0])
+    assert sweep["threshold_Male"].tolist() == pytest.approx(
+        [0.5, 0.5 + 0.5 * (th["Male"] - 0.5), th["Male"]])
+    y_half = F.apply_thresholds(scores, df["sex"],
+                                {g: 0.5 + 0.5 * (t - 0.5) for g, t in th.items()})
+    assert sweep["val_disparate_impact"].iloc[1] == pytest.approx(
+        F.disparate_impact(y_half, df["sex"], "Male"))
+    # demographic-parity thresholds give equal selection rates within half an example per group
+    n_f, n_m = (df["sex"] == "Female").sum(), (df["sex"] == "Male").sum()
+    gap = abs(sweep["rate_unprivileged"].iloc[2] - sweep["rate_privileged"].iloc[2])
+    assert gap <= 0.5 / n_f + 0.5 / n_m + 1e-12
 
 
 def test_association_with_hand_cases():
-    df = pd.DataFrame(
-        {
-            "sex": ["M", "M", "F", "F"] * 5,
-            "copy": ["h", "h", "w", "w"] * 5,  # determines sex: V = 1
-            "indep": ["a", "b", "a", "b"] * 5,  # independent of sex: V = 0
-            "x": [1.0, 3.0, 2.0, 4.0] * 5,
-        }
-    )
-    out = F.association_with(df, "sex", ["copy", "indep", "x"]).set_index("feature")["value"]
+    df = pd.DataFrame({
+        "sex": ["M", "M", "F", "F"] * 5,
+        "copy": ["h", "h", "w", "w"] * 5,  # determines sex: V = 1
+        "indep": ["a", "b", "a", "b"] * 5,  # independent of sex: V = 0
+        "x": [1.0, 3.0, 2.0, 4.0] * 5,
+        "part": ["h", "h", "h", "w"] * 5,  # 2x2 table [[10, 5], [0, 5]]
+    })
+    out = F.association_with(df, "sex", ["copy", "indep", "x", "part"]).set_index("feature")
+    out = out["value"]
     assert out["copy"] == pytest.approx(1.0)
     assert out["indep"] == pytest.approx(0.0)
+    # 2x2 table [[a, b], [c, d]] = [[10, 5], [0, 5]]: phi = (ad - bc) / sqrt(row and column sums)
+    assert out["part"] == pytest.approx(50 / np.sqrt(15 * 5 * 10 * 10))
     # binary group: correlation ratio = |point-biserial correlation|
     r = np.corrcoef(df["x"], df["sex"] == "M")[0, 1]
     assert out["x"] == pytest.approx(abs(r))
-    with pytest.raises(ValueError, match="constant"):
-        F.association_with(df.assign(x=1.0), "sex", ["x"])
-    with pytest.raises(ValueError, match="lacks columns"):
-        F.association_with(df, "sex", ["nope"])
 
 
 def test_plot_tradeoff_draws_curves_and_points():
@@ -354,137 +489,236 @@ def test_plot_tradeoff_draws_curves_and_points():
 
     matplotlib.use("Agg")
     curve = pd.DataFrame({"disparate_impact": [0.3, 0.8], "accuracy": [0.85, 0.83]})
-    ax = F.plot_tradeoff(
-        {"c": curve}, {"p": {"disparate_impact": 0.5, "accuracy": 0.84}}, baseline_accuracy=0.85
-    )
+    ax = F.plot_tradeoff({"c": curve}, {"p": {"disparate_impact": 0.5, "accuracy": 0.84}},
+                         baseline_accuracy=0.85)
     assert len(ax.lines) == 4  # curve, point, two reference lines
-    with pytest.raises(ValueError, match="lacks columns"):
-        F.plot_tradeoff({"c": curve.drop(columns="accuracy")}, {}, baseline_accuracy=0.85)
+    assert ax.lines[3].get_ydata()[0] == pytest.approx(0.85 - 0.015)
 
 
 # ------------------------------------------------------------------------------- bad inputs
 
+_DF = _toy_adult(n=60)
+_Y, _S, _SC = _two_group_case()
+_MET = {"a": lambda t, p, g: 0.0}
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: F.disparate_impact([1, 0, 1], ["M", "F"], "M"),
-        lambda: F.statistical_parity_difference([1, 0], ["M", "F", "F"], "M"),
-        lambda: F.equal_opportunity_difference([1, 0, 1], [1, 0], ["M", "F", "F"], "M"),
-        lambda: F.average_odds_difference([1, 0], [1, 0], ["M"], "M"),
-        lambda: F.group_report([1, 0, 1], [1, 0], ["M", "F", "F"]),
-        lambda: F.selection_rate([1, 0], sample_weight=[1.0]),
-        lambda: F.reweighing_weights([1, 0, 1], ["M", "F"]),
-        lambda: F.massage([1, 0, 1, 0], ["M", "M", "F", "F"], [0.5, 0.5], "M"),
-        lambda: F.consistency(np.zeros((3, 2)), [1, 0, 1, 0]),
-        lambda: F.group_thresholds([0.1, 0.9], ["M", "F", "F"]),
-    ],
-)
+
+@pytest.mark.parametrize("call", [
+    lambda: F.disparate_impact([1, 0, 1], ["M", "F"], "M"),
+    lambda: F.statistical_parity_difference([1, 0], ["M", "F", "F"], "M"),
+    lambda: F.zemel_discrimination([0.2, 0.4], ["M", "F", "F"], "M"),
+    lambda: F.zemel_accuracy([1, 0, 1], [0.2, 0.4]),
+    lambda: F.equal_opportunity_difference([1, 0, 1], [1, 0], ["M", "F", "F"], "M"),
+    lambda: F.average_odds_difference([1, 0], [1, 0], ["M"], "M"),
+    lambda: F.group_report([1, 0, 1], [1, 0], ["M", "F", "F"]),
+    lambda: F.rates_by_group([1, 0, 1], {"a": [1, 0]}, ["M", "F", "F"]),
+    lambda: F.selection_rate([1, 0], sample_weight=[1.0]),
+    lambda: F.reweighing_weights([1, 0, 1], ["M", "F"]),
+    lambda: F.massage_count([1, 0, 1], ["M", "F"], "M"),
+    lambda: F.massage([1, 0, 1, 0], ["M", "M", "F", "F"], [0.5, 0.5], "M"),
+    lambda: F.consistency(np.zeros((3, 2)), [1, 0, 1, 0]),
+    lambda: F.consistency(None, [1, 0, 1, 0], neighbors=np.zeros((3, 2), dtype=int)),
+    lambda: F.group_thresholds([0.1, 0.9], ["M", "F", "F"]),
+    lambda: F.group_thresholds([0.1, 0.9], ["M", "F"], "equal_opportunity", [1, 0, 1]),
+    lambda: F.apply_thresholds([0.1, 0.9], ["M"], {"M": 0.5}),
+    lambda: F.summarize([1, 0], [1, 0, 1], ["M", "F"], "M"),
+    lambda: F.summarize([1, 0], [1, 0], ["M", "F"], "M", y_score=[0.5]),
+    lambda: F.bootstrap_ci([1, 0], [1, 0, 1], ["M", "F"], _MET),
+    lambda: F.fit_adult_model(_DF, labels=[0, 1]),
+    lambda: F.fit_adult_model(_DF, sample_weight=[1.0, 2.0]),
+    lambda: F.massaging_sweep(_DF, _DF, _DF, [0.5, 0.5], [0.0]),
+    lambda: F.threshold_sweep({"Male": 0.5, "Female": 0.5}, [0.5], _DF, [0.5] * 60, _DF, [0.0]),
+])
 def test_length_mismatch_raises(call):
     with pytest.raises(ValueError, match="length"):
         call()
 
 
-@pytest.mark.parametrize("bad", [[0, 2, 1], [0, -1], [0.5, 1.0], [0, 1, np.nan]])
-def test_non_binary_labels_raise(bad):
+@pytest.mark.parametrize("bad", [[0, 2, 1], [0, -1]])
+@pytest.mark.parametrize("fn", [
+    lambda y, s: F.disparate_impact(y, s, "M"),
+    lambda y, s: F.selection_rate(y),
+    lambda y, s: F.reweighing_weights(y, s),
+    lambda y, s: F.massage_count(y, s, "M"),
+    lambda y, s: F.equal_opportunity_difference(y, [1] * len(y), s, "M"),
+    lambda y, s: F.group_report([1] * len(y), y, s),
+    lambda y, s: F.zemel_accuracy(y, [0.5] * len(y)),
+])
+def test_non_binary_labels_raise(fn, bad):
     s = ["M", "F", "M", "F"][: len(bad)]
-    with pytest.raises(ValueError, match="binary"):
-        F.disparate_impact(bad, s, "M")
-    with pytest.raises(ValueError, match="binary"):
-        F.reweighing_weights(bad, s)
-    with pytest.raises(ValueError, match="binary"):
-        F.equal_opportunity_difference(bad, [1] * len(bad), s, "M")
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        fn(bad, s)
 
 
-def test_wrong_types_raise():
-    with pytest.raises(TypeError, match="y_pred"):
-        F.disparate_impact(["yes", "no"], ["M", "F"], "M")
-    with pytest.raises(TypeError, match="y_pred"):
-        F.selection_rate(1)
-    with pytest.raises(TypeError, match="sensitive"):
-        F.disparate_impact([1, 0], "MF", "M")
-    with pytest.raises(TypeError, match="strength"):
-        F.reweighing_weights([1, 0, 1, 0], ["M", "M", "F", "F"], strength="full")
-    with pytest.raises(TypeError, match="thresholds"):
-        F.apply_thresholds([0.2, 0.7], ["M", "F"], [0.5, 0.5])
-    with pytest.raises(TypeError, match="train"):
-        F.fit_adult_model(np.zeros((3, 3)))
+@pytest.mark.parametrize("bad", [[0.5, 1.0], [0.0, 1.0]])
+def test_float_labels_are_a_type_error(bad):
+    with pytest.raises(TypeError, match="y_pred must hold integers"):
+        F.disparate_impact(bad, ["M", "F"], "M")
 
 
-def test_empty_and_shape_errors():
-    with pytest.raises(ValueError, match="empty"):
-        F.selection_rate([])
-    with pytest.raises(ValueError, match="1-D"):
-        F.selection_rate([[1, 0], [0, 1]])
-    with pytest.raises(ValueError, match="missing"):
-        F.disparate_impact([1, 0, 1], ["M", None, "F"], "M")
+@pytest.mark.parametrize("bad", [[0.2, 1.2], [-0.1, 0.5], [0.2, np.nan]])
+@pytest.mark.parametrize("fn", [
+    lambda p: F.zemel_accuracy([1, 0], p),
+    lambda p: F.zemel_discrimination(p, ["M", "F"], "M"),
+    lambda p: F.consistency(np.array([[0.0], [1.0]]), p, k=1),
+    lambda p: F.summarize([1, 0], [1, 0], ["M", "F"], "M", y_score=p),
+])
+def test_probabilities_outside_the_unit_interval_raise(fn, bad):
+    with pytest.raises(ValueError, match="y_score"):
+        fn(bad)
 
 
-def test_unknown_privileged_and_empty_groups_raise():
-    with pytest.raises(ValueError, match="privileged='X' does not occur"):
-        F.disparate_impact(Y_PRED, S, "X")
-    with pytest.raises(ValueError, match="privileged"):
-        F.massage(Y_TRUE, S, np.linspace(0, 1, 8), "X")
-    with pytest.raises(ValueError, match="privileged"):
-        F.equal_opportunity_difference(Y_TRUE, Y_PRED, S, "male")
-    with pytest.raises(ValueError, match="unprivileged group is empty"):
-        F.statistical_parity_difference([1, 0], ["M", "M"], "M")
-    with pytest.raises(ValueError, match="does not occur"):
-        F.selection_rate(Y_PRED, S, "X")
-    with pytest.raises(ValueError, match="group"):
-        F.selection_rate(Y_PRED, S)
-    with pytest.raises(ValueError, match="sensitive"):
-        F.selection_rate(Y_PRED, group="M")
+@pytest.mark.parametrize(("call", "exc", "match"), [
+    (lambda: F.disparate_impact(["yes", "no"], ["M", "F"], "M"), TypeError, "y_pred"),
+    (lambda: F.selection_rate(1), TypeError, "y_pred"),
+    (lambda: F.selection_rate(None), TypeError, "y_pred"),
+    (lambda: F.disparate_impact([1, 0], "MF", "M"), TypeError, "sensitive"),
+    (lambda: F.zemel_discrimination("ab", ["M", "F"], "M"), TypeError, "y_score"),
+    (lambda: F.reweighing_weights([1, 0, 1, 0], ["M", "M", "F", "F"], strength="full"),
+     TypeError, "strength"),
+    (lambda: F.reweighing_weights([1, 0, 1, 0], ["M", "M", "F", "F"], strength=True),
+     TypeError, "strength"),
+    (lambda: F.massage(_Y, _S, _SC, "M", fraction=None), TypeError, "fraction"),
+    (lambda: F.massage(_Y, _S, "high", "M"), TypeError, "scores"),
+    (lambda: F.apply_thresholds([0.2, 0.7], ["M", "F"], [0.5, 0.5]), TypeError, "thresholds"),
+    (lambda: F.apply_thresholds([0.2, 0.7], ["M", "F"], {"M": "x", "F": 0.5}), TypeError,
+     "thresholds"),
+    (lambda: F.group_thresholds(_SC, _S, rate="half"), TypeError, "rate"),
+    (lambda: F.fit_adult_model(np.zeros((3, 3))), TypeError, "train"),
+    (lambda: F.adult_pipeline(include_sex="no"), TypeError, "include_sex"),
+    (lambda: F.adult_pipeline(C="1"), TypeError, "C"),
+    (lambda: F.nearest_neighbors(np.zeros((4, 2)), k=2.0), TypeError, "k"),
+    (lambda: F.nearest_neighbors("xy"), TypeError, "X"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, [lambda t, p, g: 0.0]), TypeError, "metrics"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, _MET, n_boot=10.0), TypeError, "n_boot"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, _MET, seed="0"), TypeError, "seed"),
+    (lambda: F.bootstrap_mean_ci([1.0, 2.0], seed=1.5), TypeError, "seed"),
+    (lambda: F.bootstrap_mean_ci("12"), TypeError, "values"),
+    (lambda: F.validation_split(_DF.to_numpy()), TypeError, "df"),
+    (lambda: F.validation_split(_DF, seed="a"), TypeError, "seed"),
+    (lambda: F.rates_by_group(Y_TRUE, [Y_PRED], S), TypeError, "predictions"),
+    (lambda: F.threshold_sweep([0.5], [0.5], _DF, [0.5], _DF, [0.0]), TypeError, "thresholds"),
+    (lambda: F.reweighing_sweep(_DF, "val", _DF, [0.0]), TypeError, "val"),
+    (lambda: F.interpolate_knob([0, 1], "k", "di", 0.8), TypeError, "sweep"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [0], "di": [1.0]}), "k", "di", "0.8"),
+     TypeError, "target"),
+    (lambda: F.association_with({"sex": [1]}, "sex", ["x"]), TypeError, "df"),
+    (lambda: F.goal_verdict("ab", (1.0, 1.4)), TypeError, "di_interval"),
+    (lambda: F.goal_verdict((0.8, 0.9), (1.0, 1.4), min_di="0.8"), TypeError, "min_di"),
+    (lambda: F.plot_tradeoff([], {}, baseline_accuracy=0.85), TypeError, "curves"),
+    (lambda: F.plot_tradeoff({}, {}, baseline_accuracy="0.85"), TypeError, "baseline_accuracy"),
+])
+def test_wrong_types_raise(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
 
 
-def test_undefined_ratios_raise_instead_of_nan():
-    with pytest.raises(ValueError, match="undefined"):
-        F.disparate_impact([0, 0, 1, 1], ["M", "M", "F", "F"], "M")
+_EMPTY = pd.DataFrame({"k": [], "di": []})
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: F.selection_rate([]), "empty"),
+    (lambda: F.selection_rate([[1, 0], [0, 1]]), "1-D"),
+    (lambda: F.zemel_accuracy([], []), "empty"),
+    (lambda: F.disparate_impact([1, 0, 1], ["M", None, "F"], "M"), "missing"),
+    (lambda: F.interpolate_knob(_EMPTY, "k", "di", 0.8), "at least one row"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [0.0]}), "k", "di", 0.8), "missing"),
+    (lambda: F.reweighing_sweep(_DF, _DF, _DF, []), "strengths must not be empty"),
+    (lambda: F.massaging_sweep(_DF, _DF, _DF, np.full(60, 0.5), []), "fractions must not be"),
+    (lambda: F.threshold_sweep({"Male": 0.5}, [0.5] * 60, _DF, [0.5] * 60, _DF, []),
+     "strengths must not be empty"),
+    (lambda: F.reweighing_sweep(_DF, _DF, _DF, [-1.0]), "strengths must hold values >= 0"),
+    (lambda: F.reweighing_sweep(_DF.drop(columns="age"), _DF, _DF, [0.0]), "train must have"),
+    (lambda: F.massaging_sweep(_DF, _DF, _DF, np.full(60, np.nan), [0.0]), "scores"),
+    (lambda: F.rates_by_group(Y_TRUE, {"a": Y_PRED}, S, columns=["tp"]), "columns"),
+    (lambda: F.rates_by_group(Y_TRUE, {"a": Y_PRED}, S, columns=[]), "columns"),
+    (lambda: F.bootstrap_mean_ci([]), "values"),
+    (lambda: F.bootstrap_mean_ci([1.0]), "at least 2"),
+    (lambda: F.bootstrap_mean_ci([1.0, np.nan]), "values"),
+    (lambda: F.bootstrap_mean_ci([1.0, 2.0], n_boot=0), "n_boot"),
+    (lambda: F.bootstrap_mean_ci([1.0, 2.0], level=1.0), "level"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, _MET, n_boot=1), "n_boot"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, _MET, level=0.0), "level"),
+    (lambda: F.bootstrap_ci(Y_TRUE, Y_PRED, S, _MET, seed=-1), "seed"),
+    (lambda: F.validation_split(_DF, 0.0), "size"),
+    (lambda: F.validation_split(_DF, 1.0), "size"),
+    (lambda: F.validation_split(_DF, stratify=["nope"]), "missing"),
+    (lambda: F.goal_verdict((0.9, 0.8), (1.0, 1.4)), "low <= high"),
+    (lambda: F.goal_verdict((0.8, 0.9, 1.0), (1.0, 1.4)), "di_interval"),
+    (lambda: F.goal_verdict((0.8, 0.9), (1.0, np.nan)), "drop_interval"),
+    (lambda: F.association_with(_DF, "sex", []), "at least one"),
+    (lambda: F.association_with(_DF, "sex", ["sex"]), "itself"),
+    (lambda: F.association_with(_DF, "sex", ["nope"]), "missing"),
+    (lambda: F.association_with(_DF.assign(age=1.0), "sex", ["age"]), "constant"),
+    (lambda: F.association_with(_DF.assign(race="x"), "sex", ["race"]), "two or more"),
+    (lambda: F.plot_tradeoff({"c": pd.DataFrame({"disparate_impact": [0.3]})}, {},
+                             baseline_accuracy=0.85), "missing"),
+    (lambda: F.plot_tradeoff({}, {}, baseline_accuracy=1.5), "baseline_accuracy"),
+    (lambda: F.plot_tradeoff({}, {}, baseline_accuracy=0.8, max_drop=-0.1), "max_drop"),
+])
+def test_empty_shape_and_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: F.disparate_impact(Y_PRED, S, "X"), "privileged must be a value that occurs"),
+    (lambda: F.massage(Y_TRUE, S, np.linspace(0, 1, 8), "X"), "privileged"),
+    (lambda: F.massage_count(Y_TRUE, S, "X"), "privileged"),
+    (lambda: F.equal_opportunity_difference(Y_TRUE, Y_PRED, S, "male"), "privileged"),
+    (lambda: F.zemel_discrimination(Y_PRED, S, "X"), "privileged"),
+    (lambda: F.summarize(Y_TRUE, Y_PRED, S, "X"), "privileged"),
+    (lambda: F.statistical_parity_difference([1, 0], ["M", "M"], "M"), "unprivileged group"),
+    (lambda: F.selection_rate(Y_PRED, S, "X"), "group must occur"),
+    (lambda: F.selection_rate(Y_PRED, S), "group must be given"),
+    (lambda: F.selection_rate(Y_PRED, group="M"), "group must be None"),
+])
+def test_unknown_privileged_and_empty_groups_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.disparate_impact([0, 0, 1, 1], ["M", "M", "F", "F"], "M"),
     # no positives among the women -> TPR undefined
-    with pytest.raises(ValueError, match="undefined"):
-        F.equal_opportunity_difference([1, 0, 0, 0], [1, 0, 1, 0], ["M", "M", "F", "F"], "M")
+    lambda: F.equal_opportunity_difference([1, 0, 0, 0], [1, 0, 1, 0], ["M", "M", "F", "F"], "M"),
     # no negatives among the men -> FPR undefined
+    lambda: F.average_odds_difference([1, 1, 1, 0], [1, 0, 1, 0], ["M", "M", "F", "F"], "M"),
+    lambda: F.group_report([1, 1, 1, 0], [1, 0, 1, 0], ["M", "M", "F", "F"]),
+    lambda: F.reweighing_weights([1, 1, 1, 0], ["M", "M", "F", "F"]),
+    lambda: F.selection_rate([1, 0], sample_weight=[0.0, 0.0]),
+])
+def test_undefined_quantities_raise_instead_of_nan(call):
     with pytest.raises(ValueError, match="undefined"):
-        F.average_odds_difference([1, 1, 1, 0], [1, 0, 1, 0], ["M", "M", "F", "F"], "M")
-    with pytest.raises(ValueError, match="undefined"):
-        F.group_report([1, 1, 1, 0], [1, 0, 1, 0], ["M", "M", "F", "F"])
-    with pytest.raises(ValueError, match="undefined"):
-        F.reweighing_weights([1, 1, 1, 0], ["M", "M", "F", "F"])
-    with pytest.raises(ValueError, match="undefined"):
-        F.selection_rate([1, 0], sample_weight=[0.0, 0.0])
+        call()
 
 
-def test_bad_mitigation_arguments_raise():
-    y, s, scores = _two_group_case()
-    with pytest.raises(ValueError, match="fraction"):
-        F.massage(y, s, scores, "M", fraction=-0.1)
-    with pytest.raises(ValueError, match="candidates"):
-        F.massage(y, s, scores, "M", fraction=10)
-    with pytest.raises(ValueError, match="scores"):
-        F.massage(y, s, np.full(20, np.nan), "M")
-    with pytest.raises(ValueError, match="strength"):
-        F.reweighing_weights(y, s, strength=-1)
-    with pytest.raises(ValueError, match="weights <= 0"):
-        F.reweighing_weights(y, s, strength=50)
-    with pytest.raises(ValueError, match="target"):
-        F.group_thresholds(scores, s, target="equalized_odds")
-    with pytest.raises(ValueError, match="y_true"):
-        F.group_thresholds(scores, s, target="equal_opportunity")
-    with pytest.raises(ValueError, match="rate"):
-        F.group_thresholds(scores, s, rate=1.5)
-    with pytest.raises(ValueError, match="no entry"):
-        F.apply_thresholds(scores, s, {"M": 0.5})
-    with pytest.raises(ValueError, match="k must"):
-        F.nearest_neighbors(np.zeros((4, 2)), k=4)
-    with pytest.raises(ValueError, match="k must"):
-        F.consistency(np.zeros((4, 2)), [1, 0, 1, 0], k=0)
-    with pytest.raises(ValueError, match="neighbors"):
-        F.consistency(None, [1, 0, 1, 0], neighbors=np.zeros((3, 2), dtype=int))
-    with pytest.raises(ValueError, match="neighbors"):
-        F.consistency(None, [1, 0, 1, 0], neighbors=np.full((4, 2), 7))
-    with pytest.raises(ValueError, match="n_boot"):
-        F.bootstrap_ci(Y_TRUE, Y_PRED, S, {"a": lambda t, p, g: 0.0}, n_boot=1)
-    with pytest.raises(ValueError, match="C must"):
-        F.adult_pipeline(C=0)
-    with pytest.raises(ValueError, match="lacks columns"):
-        F.fit_adult_model(pd.DataFrame({"age": [1, 2]}))
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: F.massage(_Y, _S, _SC, "M", fraction=-0.1), "fraction"),
+    (lambda: F.massage(_Y, _S, _SC, "M", fraction=10), "candidates"),
+    (lambda: F.massage(_Y, _S, np.full(20, np.nan), "M"), "scores"),
+    (lambda: F.reweighing_weights(_Y, _S, strength=-1), "strength"),
+    (lambda: F.reweighing_weights(_Y, _S, strength=np.inf), "strength"),
+    (lambda: F.reweighing_weights(_Y, _S, strength=50), "weight > 0"),
+    (lambda: F.selection_rate([1, 0], sample_weight=[1.0, -1.0]), "sample_weight"),
+    (lambda: F.group_thresholds(_SC, _S, target="equalized_odds"), "target"),
+    (lambda: F.group_thresholds(_SC, _S, target="equal_opportunity"), "y_true"),
+    (lambda: F.group_thresholds(_SC, _S, rate=1.5), "rate"),
+    (lambda: F.group_thresholds(np.full(20, np.nan), _S), "scores"),
+    (lambda: F.group_thresholds(_SC, _S, "equal_opportunity", np.zeros(20, dtype=int)),
+     "positive"),
+    (lambda: F.apply_thresholds(_SC, _S, {"M": 0.5}), "every group"),
+    (lambda: F.apply_thresholds([0.2, np.nan], ["M", "F"], {"M": 0.5, "F": 0.5}), "scores"),
+    (lambda: F.apply_thresholds([0.2, 0.3], ["M", "F"], {"M": np.nan, "F": 0.5}), "thresholds"),
+    (lambda: F.nearest_neighbors(np.zeros((4, 2)), k=4), "k must"),
+    (lambda: F.nearest_neighbors(np.zeros(4), k=1), "X must be 2-D"),
+    (lambda: F.consistency(np.zeros((4, 2)), [1, 0, 1, 0], k=0), "k must"),
+    (lambda: F.consistency(None, [1, 0, 1, 0]), "X must be given"),
+    (lambda: F.consistency(None, [1, 0, 1, 0], neighbors=np.full((4, 2), 7)), "neighbors"),
+    (lambda: F.consistency(None, [1, 0, 1, 0], neighbors=np.full((4, 2), -1)), "neighbors"),
+    (lambda: F.adult_pipeline(C=0), "C must"),
+    (lambda: F.adult_pipeline(C=np.inf), "C must"),
+    (lambda: F.fit_adult_model(pd.DataFrame({"age": [1, 2]})), "train must have"),
+])
+def test_bad_mitigation_arguments_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
