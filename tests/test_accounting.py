@@ -187,3 +187,20 @@ def test_rdp_to_epsilon_bad_inputs():
         acc.rdp_to_epsilon([0.1, 0.2], [2.0], 1e-5)
     with pytest.raises(ValueError, match="rdp"):
         acc.rdp_to_epsilon([-0.1], [2.0], 1e-5)
+
+
+def test_other_functions_bad_inputs():
+    with pytest.raises(ValueError, match="noise_multiplier"):
+        acc.gaussian_delta(0.0, 1.0)
+    with pytest.raises(ValueError, match="eps"):
+        acc.gaussian_delta(1.0, -1.0)
+    with pytest.raises(ValueError, match="delta"):
+        acc.gaussian_epsilon(1.0, 0.0)
+    with pytest.raises(ValueError, match="steps"):
+        acc.naive_composition_epsilon(1.0, 0.1, 0, 1e-5)
+    with pytest.raises(ValueError, match="sample_rate"):
+        acc.advanced_composition_epsilon(1.0, 0.0, 10, 1e-5)
+    with pytest.raises(ValueError, match="confidence"):
+        acc.audit_epsilon_lower_bound(100, 10, 10, 1e-5, confidence=1.0)
+    with pytest.raises(TypeError, match="steps"):
+        acc.compute_rdp(1.0, 0.1, 1.5)

@@ -303,3 +303,21 @@ def test_ema_is_average_of_iterates():
 
     theta1, theta2 = run(1, 0.0), run(2, 0.0)
     torch.testing.assert_close(run(2, 0.5), 0.25 * theta1 + 0.5 * theta2)
+
+
+def test_more_bad_inputs():
+    with pytest.raises(ValueError, match="fpr_at"):
+        dp_sgd.roc_summary([1.0, 2.0], [0.0], fpr_at=1.5)
+    with pytest.raises(ValueError, match="scores_in"):
+        dp_sgd.roc_summary([], [0.0])
+    with pytest.raises(ValueError, match="y must"):
+        dp_sgd.loss_scores(nn.Linear(2, 2), torch.ones(3, 2), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="in_features"):
+        dp_sgd.zero_linear(0)
+    with pytest.raises(ValueError, match="batch_size"):
+        dp_sgd.train_at_epsilon(nn.Linear(2, 2), torch.ones(4, 2), torch.zeros(4, dtype=torch.long),
+                                1.0, batch_size=5, epochs=1, max_norm=1.0, lr=0.1)
+    with pytest.raises(ValueError, match="ema"):
+        dp_sgd.train_private(nn.Linear(2, 2), torch.ones(4, 2), torch.zeros(4, dtype=torch.long),
+                             noise_multiplier=1.0, max_norm=1.0, sample_rate=0.5, epochs=1,
+                             lr=0.1, ema=1.0)
