@@ -909,3 +909,244 @@ def label_flow(model: nn.Module, x: torch.Tensor, delta: torch.Tensor,
     flow.index_put_((clean, perturbed), torch.ones_like(clean), accumulate=True)
     return flow
 
+
+# --------------------------------------------------------------------------------------------
+# Adaptive attacks for evaluating defenses (HW3): Carlini-Wagner L2, BPDA, EOT, worst case
+# --------------------------------------------------------------------------------------------
+
+
+def _adaptive_inputs(model: object, x: object, y: object) -> tuple:
+    """(model, x, y) checked with the helpers.checks vocabulary; y as int64 on x's device."""
+    model = checks.module(model)
+    x = checks.images(x)
+    checks.same_device(model, x)
+    return model, x, checks.torch_labels(y, "y", n=x.shape[0], device=x.device)
+
+
+@torch.no_grad()
+def _argmax(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    return torch.cat([model(x[s]).argmax(dim=1) for s in _chunks(x.shape[0], batch_size)])
+
+
+def _cw_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kappa: float, c0: float,
+            binary_steps: int, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Carlini-Wagner L2 on one chunk (model already in attack mode)."""
+    n = x.shape[0]
+    w0 = torch.atanh((2.0 * x - 1.0).clamp(-1 + 1e-6, 1 - 1e-6))
+    lo = torch.zeros(n, device=x.device, dtype=x.dtype)
+    hi = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+    c = torch.full((n,), c0, device=x.device, dtype=x.dtype)
+    best = x.clone()
+    best_l2 = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+    for _ in range(binary_steps):
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=lr)
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        for _ in range(steps):
+            xa = (torch.tanh(w) + 1.0) / 2.0
+            logits = model(xa)
+            margin = -_objective(logits, y, "margin", False)  # z_y - max_{j != y} z_j
+            l2 = (xa - x).flatten(1).norm(dim=1)
+            with torch.no_grad():
+                ok = (margin <= -kappa) & (logits.argmax(1) != y)
+                better = ok & (l2 < best_l2)
+                best_l2 = torch.where(better, l2, best_l2)
+                best[better] = xa[better].detach()
+                found |= ok
+            loss = l2.pow(2) + c * torch.clamp(margin + kappa, min=0.0)
+            (w.grad,) = torch.autograd.grad(loss.sum(), w)
+            opt.step()
+        with torch.no_grad():
+            hi = torch.where(found, torch.minimum(hi, c), hi)
+            lo = torch.where(found, lo, torch.maximum(lo, c))
+            c = torch.where(torch.isinf(hi), c * 10.0, (lo + hi) / 2.0)
+    return best, best_l2
+
+
+def carlini_wagner_l2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kappa: float = 0.0,
+    c: float = 1.0,
+    binary_steps: int = 6,
+    steps: int = 100,
+    lr: float = 0.05,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Carlini-Wagner L2 attack (Carlini, Wagner 2017, "Towards Evaluating the Robustness of
+    Neural Networks", IEEE S&P), untargeted.
+
+    Change of variables :math:`x' = \\tfrac12(\\tanh w + 1)` keeps pixels in [0, 1] without
+    clipping; Adam minimises over :math:`w`
+
+    .. math::
+        \\|x' - x\\|_2^2 + c \\cdot \\max\\big(z_y(x') - \\max_{j \\ne y} z_j(x'),\\ -\\kappa\\big)
+
+    (the logit-margin objective :math:`f_6`, confidence :math:`\\kappa`), and a per-example
+    binary search over :math:`c` (start ``c``; x10 while no success, then bisect) keeps the
+    smallest successful perturbation. Working on logits, not softmax probabilities, is what
+    defeats defensive distillation.
+
+    Args:
+        model: classifier returning logits.
+        x: images (N, C, H, W) in [0, 1].
+        y: true labels, int tensor (N,).
+        kappa: confidence >= 0: success needs :math:`\\max_{j \\ne y} z_j - z_y \\ge \\kappa`.
+        c: initial trade-off constant > 0.
+        binary_steps: rounds of the binary search over c (>= 1).
+        steps: Adam iterations per round (>= 1).
+        lr: Adam learning rate > 0 (on w).
+        batch_size: chunk size (``None``: all at once).
+
+    Returns:
+        ``(x_adv, l2)``: adversarial images (the input itself where no success was found) and
+        their L2 distances to ``x`` (``inf`` where the attack failed), both on ``x``'s device.
+    """
+    model, x, y = _adaptive_inputs(model, x, y)
+    kappa = checks.real(kappa, "kappa", low=0.0)
+    c = checks.real(c, "c", low=0.0, low_open=True)
+    binary_steps = checks.integer(binary_steps, "binary_steps", low=1)
+    steps = checks.integer(steps, "steps", low=1)
+    lr = checks.real(lr, "lr", low=0.0, low_open=True)
+    batch_size = None if batch_size is None else checks.integer(batch_size, "batch_size", low=1)
+    x = x.detach()
+    outs, dists = [], []
+    with _attack_mode(model):
+        for s in _chunks(x.shape[0], batch_size):
+            with torch.no_grad():
+                classes = model(x[s][:1]).shape[1]
+            if int(y[s].max()) >= classes:
+                raise ValueError(f"y must hold labels in [0, {classes}), got {int(y[s].max())}")
+            xa, l2 = _cw_run(model, x[s], y[s], kappa, c, binary_steps, steps, lr)
+            outs.append(xa)
+            dists.append(l2)
+    return torch.cat(outs), torch.cat(dists)
+
+
+class BPDA(nn.Module):
+    """Backward Pass Differentiable Approximation (Athalye, Carlini, Wagner 2018, "Obfuscated
+    Gradients Give a False Sense of Security", ICML), with the identity as the approximation.
+
+    Forward: :math:`f(g(x))` for a preprocessing :math:`g` that may be non-differentiable
+    (rounding, median filters) or have useless gradients. Backward: :math:`\\nabla_x f(g(x))`
+    is replaced by :math:`\\nabla_v f(v)|_{v = g(x)}`, i.e. :math:`g` is treated as the
+    identity, implemented as :math:`v = x + \\operatorname{stopgrad}(g(x) - x)`. Attack the
+    wrapped module with :func:`pgd`; with :math:`g` = identity it equals plain PGD.
+    """
+
+    def __init__(self, model: nn.Module, preprocess):
+        super().__init__()
+        self.model = checks.module(model)
+        if not callable(preprocess):
+            raise TypeError("preprocess must be callable as preprocess(x) -> x")
+        self.preprocess = preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            g = self.preprocess(x)
+        return self.model(x + (g - x).detach())
+
+
+class EOT(nn.Module):
+    """Expectation over Transformation (Athalye, Engstrom, Ilyas, Kwok 2018, "Synthesizing
+    Robust Adversarial Examples", ICML; Athalye et al. 2018 for randomized defenses).
+
+    Forward: the log of the Monte Carlo average of the softmax over ``samples`` random
+    transformations :math:`t_i \\sim T` (for randomized smoothing: Gaussian noise, as in
+    Salman et al. 2019's SmoothAdv attack),
+
+    .. math::
+        \\tilde z(x) = \\log \\frac{1}{m} \\sum_{i=1}^m \\operatorname{softmax}(f(t_i(x))),
+
+    so that :func:`pgd` on this module ascends the gradient of the *expected* prediction of the
+    randomized classifier. ``transform(x, generator)`` draws one transformation of the batch;
+    ``seed`` (None, int or torch.Generator) drives all draws.
+    """
+
+    def __init__(self, model: nn.Module, transform, samples: int = 8, seed=None):
+        super().__init__()
+        self.model = checks.module(model)
+        if not callable(transform):
+            raise TypeError("transform must be callable as transform(x, generator) -> x")
+        self.transform = transform
+        self.samples = checks.integer(samples, "samples", low=1)
+        self.generator = checks.torch_generator(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(self.model(self.transform(x, self.generator)), dim=1)
+                             for _ in range(self.samples)]).mean(0)
+        return probs.clamp_min(1e-30).log()
+
+
+def gaussian_noise(sigma: float):
+    """The transformation :math:`t(x) = x + \\sigma \\varepsilon`, :math:`\\varepsilon \\sim
+    N(0, I)` (no clipping, as in Cohen et al. 2019), as ``transform(x, generator)`` for
+    :class:`EOT`."""
+    sigma = checks.real(sigma, "sigma", low=0.0, low_open=True)
+
+    def transform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return x + sigma * _rand(x.shape, generator, x, "randn")
+
+    return transform
+
+
+def worst_case(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: dict,
+    *,
+    eps: float | None = None,
+    norm: str = "linf",
+    batch_size: int = 1000,
+) -> dict[str, torch.Tensor]:
+    """Per-example worst case over a suite of attacks (Carlini et al. 2019, "On Evaluating
+    Adversarial Robustness", sec. 4.8).
+
+    Each attack is a callable ``attack(model, x, y) -> x_adv`` (it may ignore ``model``, e.g. a
+    transfer attack from another model). Example :math:`i` counts as robust only if the model
+    classifies it correctly clean *and* under every attack:
+
+    .. math:: \\mathrm{robust}_i = [f(x_i) = y_i] \\wedge \\bigwedge_a [f(a(x_i)) = y_i].
+
+    With ``eps`` given, every attack's output is checked to lie in the threat model
+    (:math:`\\|x_{adv} - x\\|_p \\le \\varepsilon` up to 1e-5, pixels in [0, 1]); an attack that
+    leaves it raises ValueError instead of reporting an unfair number.
+
+    Returns:
+        ``{"clean": ..., <attack name>: ..., "worst_case": ...}``: boolean tensors (N,) on the CPU,
+        True where the example is classified correctly.
+    """
+    model, x, y = _adaptive_inputs(model, x, y)
+    if not isinstance(attacks, dict) or not attacks:
+        raise TypeError("attacks must be a non-empty dict {name: attack(model, x, y) -> x_adv}")
+    for name, attack in attacks.items():
+        if not isinstance(name, str) or not callable(attack):
+            raise TypeError(f"attacks must map names (str) to callables, got {name!r}")
+        if name in ("clean", "worst_case"):
+            raise ValueError(f"attack name {name!r} is reserved")
+    if eps is not None:
+        eps = checks.real(eps, "eps", low=0.0)
+    norm = checks.choice(norm, "norm", NORMS)
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    with _attack_mode(model):
+        correct = {"clean": (_argmax(model, x, batch_size) == y).cpu()}
+    for name, attack in attacks.items():
+        x_adv = attack(model, x, y)
+        if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+            raise ValueError(f"attack {name!r} must return a tensor shaped like x")
+        if eps is not None:
+            d = (x_adv - x).flatten(1)
+            size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+            if float(size.max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
+                raise ValueError(f"attack {name!r} left the threat model ({norm} eps {eps:g})")
+        with _attack_mode(model):
+            correct[name] = (_argmax(model, x_adv.detach(), batch_size) == y).cpu()
+    worst = torch.stack(list(correct.values())).all(0)
+    correct["worst_case"] = worst
+    return correct
+
+
+__all__ += ["BPDA", "EOT", "carlini_wagner_l2", "gaussian_noise", "worst_case"]

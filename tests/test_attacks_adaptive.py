@@ -1,0 +1,260 @@
+"""Tests of the adaptive attacks in helpers.attacks (HW3): Carlini-Wagner L2, BPDA, EOT and the
+per-example worst case over attacks.
+
+Toy models only: a random linear classifier (whose minimal L2 adversarial distance has a closed
+form) and a small ReLU network, so that the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import attacks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _linear(seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(784, 10)
+    with torch.no_grad():
+        lin.weight.copy_(0.05 * torch.randn(10, 784, generator=g))
+        lin.bias.zero_()
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def _images(n: int, seed: int = 1) -> torch.Tensor:
+    """Mid-grey images (pixels in [0.3, 0.7]) so that the [0, 1] box rarely binds."""
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 + 0.4 * torch.rand(n, 1, 28, 28, generator=g)
+
+
+def _min_l2_linear(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Closed form without the box: min_{j != y} (z_y - z_j) / ||w_y - w_j||_2."""
+    w = model[1].weight
+    with torch.no_grad():
+        z = model(x)
+        gaps = z.gather(1, y[:, None]) - z
+        dist = (w[y][:, None, :] - w[None, :, :]).norm(dim=2)
+        ratio = gaps / dist.clamp_min(1e-12)
+        ratio[torch.arange(len(y)), y] = float("inf")
+    return ratio.min(1).values
+
+
+def _snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_untouched(model, snap):
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snap[k]), f"{k} changed"
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _pgd_l2_binary_search(model, x, y, rounds: int = 12, hi: float = 10.0) -> torch.Tensor:
+    """Smallest L2 budget (per example, by bisection) at which PGD-L2-50 succeeds."""
+    lo_b = torch.zeros(len(x))
+    hi_b = torch.full((len(x),), hi)
+    for _ in range(rounds):
+        mid = (lo_b + hi_b) / 2
+        fooled = torch.zeros(len(x), dtype=torch.bool)
+        for i in range(len(x)):  # per-example budget
+            xa = attacks.pgd(model, x[i:i + 1], y[i:i + 1], float(mid[i]), float(mid[i]) / 10,
+                             50, norm="l2", random_start=False)
+            with torch.no_grad():
+                fooled[i] = bool(model(xa).argmax(1) != y[i])
+        hi_b = torch.where(fooled, mid, hi_b)
+        lo_b = torch.where(fooled, lo_b, mid)
+    return hi_b
+
+
+def test_cw_matches_the_closed_form_and_beats_pgd_with_binary_search():
+    model = _linear()
+    x = _images(6)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    snap = _snapshot(model)
+    x_adv, l2 = attacks.carlini_wagner_l2(model, x, y, binary_steps=7, steps=120, lr=0.01)
+    _assert_untouched(model, snap)
+    exact = _min_l2_linear(model, x, y)
+    with torch.no_grad():
+        assert bool((model(x_adv).argmax(1) != y).all()), "CW failed on a linear model"
+    assert torch.allclose(l2, (x_adv - x).flatten(1).norm(dim=1), atol=1e-5)
+    assert float(x_adv.min()) >= 0.0
+    assert float(x_adv.max()) <= 1.0
+    # A lower bound that no attack can beat (the box only makes it larger) ...
+    assert bool((l2 >= exact - 1e-4).all())
+    # ... and CW comes within 5% of it (binary search over c, 120 Adam steps).
+    assert bool((l2 <= 1.05 * exact).all()), (l2 / exact)
+    pgd_l2 = _pgd_l2_binary_search(model, x[:3], y[:3], rounds=10)
+    assert float(l2[:3].median()) <= float(pgd_l2.median()) * 1.01
+
+
+def test_cw_kappa_demands_a_confident_misclassification():
+    model = _linear()
+    x = _images(4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    kappa = 0.5
+    x_adv, l2 = attacks.carlini_wagner_l2(model, x, y, kappa=kappa, binary_steps=5, steps=60)
+    with torch.no_grad():
+        z = model(x_adv)
+    others = z.masked_fill(F.one_hot(y, 10).bool(), float("-inf")).max(1).values
+    margin = others - z.gather(1, y[:, None]).squeeze(1)
+    assert bool((margin >= kappa - 1e-5).all())
+    _, l2_zero = attacks.carlini_wagner_l2(model, x, y, binary_steps=5, steps=60)
+    assert bool((l2 > l2_zero).all())  # confidence costs distance
+
+
+def test_cw_reports_failures_as_infinite_distance():
+    """A model whose prediction never changes cannot be attacked: x returned, distance inf."""
+    constant = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        constant[1].weight.zero_()
+        constant[1].bias.copy_(torch.arange(10.0))
+    x = _images(3)
+    y = torch.full((3,), 9)
+    x_adv, l2 = attacks.carlini_wagner_l2(constant, x, y, binary_steps=2, steps=5)
+    assert torch.isinf(l2).all()
+    assert torch.equal(x_adv, x)
+
+
+def _relu_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+
+
+def test_bpda_with_the_identity_equals_plain_pgd():
+    model = _relu_net()
+    x = _images(16)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    plain = attacks.pgd(model, x, y, 0.1, 0.02, 10, seed=3)
+    wrapped = attacks.pgd(attacks.BPDA(model, lambda v: v), x, y, 0.1, 0.02, 10, seed=3)
+    assert torch.equal(plain, wrapped)
+
+
+def test_bpda_attacks_through_a_zero_gradient_preprocessor():
+    """Rounding to 4 levels has zero gradient: plain PGD from x cannot move (it returns x), while
+    BPDA (backward as the identity) lowers the accuracy of the rounded model."""
+    model = _relu_net()
+    x = _images(64)
+
+    def squeeze(v):
+        return torch.round(v * 3) / 3
+
+    defended = nn.Sequential(attacks.BPDA(nn.Identity(), lambda v: v), model)  # plain forward
+    rounded = type("Rounded", (nn.Module,), {"forward": lambda self, v: model(squeeze(v))})()
+    rounded.add_module("model", model)
+    with torch.no_grad():
+        y = rounded(x).argmax(1)
+    masked = attacks.pgd(rounded, x, y, 0.2, 0.05, 10, random_start=False)
+    assert torch.equal(masked, x)  # zero gradient: sign(0) = 0, no step
+    bpda = attacks.pgd(attacks.BPDA(model, squeeze), x, y, 0.2, 0.05, 10, random_start=False)
+    with torch.no_grad():
+        acc = (rounded(bpda).argmax(1) == y).float().mean().item()
+    assert acc < 0.5
+    assert defended is not None
+
+
+def test_eot_without_randomness_equals_the_margin_attack():
+    """With the identity transformation log-mean-softmax is log-softmax, whose margin equals the
+    logit margin: EOT-PGD and PGD-margin agree."""
+    model = _relu_net()
+    x = _images(16)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eot = attacks.EOT(model, lambda v, g: v, samples=3)
+    a = attacks.pgd(eot, x, y, 0.1, 0.02, 10, loss="margin", seed=0)
+    b = attacks.pgd(model, x, y, 0.1, 0.02, 10, loss="margin", seed=0)
+    assert float((a == b).float().mean()) > 0.99
+    with torch.no_grad():
+        assert torch.allclose(eot(x), F.log_softmax(model(x), 1), atol=1e-5)
+
+
+def test_eot_averages_over_noise_and_is_reproducible():
+    model = _relu_net()
+    x = _images(4)
+    transform = attacks.gaussian_noise(0.5)
+    out1 = attacks.EOT(model, transform, samples=5, seed=7)(x)
+    out2 = attacks.EOT(model, transform, samples=5, seed=7)(x)
+    assert torch.equal(out1, out2)
+    # the transform: mean 0 and standard deviation sigma (784*4 draws: 4 standard errors)
+    g = torch.Generator().manual_seed(0)
+    noise = transform(x, g) - x
+    n = noise.numel()
+    assert abs(float(noise.mean())) < 4 * 0.5 / n ** 0.5
+    assert abs(float(noise.std()) - 0.5) < 4 * 0.5 / (2 * n) ** 0.5
+    # rows are log-probabilities of an average: they exponentiate to distributions
+    assert torch.allclose(out1.exp().sum(1), torch.ones(4), atol=1e-5)
+
+
+def test_worst_case_is_the_conjunction_and_checks_the_ball():
+    model = _relu_net()
+    x = _images(32)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:4] = (y[:4] + 1) % 10  # four clean mistakes
+    suite = {"fgsm": lambda m, a, b: attacks.fgsm(m, a, b, 0.05),
+             "pgd": lambda m, a, b: attacks.pgd(m, a, b, 0.05, 0.01, 10, seed=0),
+             "noop": lambda m, a, b: a.clone()}
+    snap = _snapshot(model)
+    out = attacks.worst_case(model, x, y, suite, eps=0.05)
+    _assert_untouched(model, snap)
+    assert set(out) == {"clean", "fgsm", "pgd", "noop", "worst_case"}
+    expected = out["clean"] & out["fgsm"] & out["pgd"] & out["noop"]
+    assert torch.equal(out["worst_case"], expected)
+    assert not bool(out["worst_case"][:4].any())
+    assert torch.equal(out["noop"], out["clean"])
+    assert int(out["worst_case"].sum()) < int(out["pgd"].sum()) or \
+        int(out["worst_case"].sum()) <= int(out["fgsm"].sum())
+    cheat = {"big": lambda m, a, b: (a + 0.1).clamp(0, 1)}
+    with pytest.raises(ValueError, match="left the threat model"):
+        attacks.worst_case(model, x, y, cheat, eps=0.05)
+
+
+BAD = [
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, kappa=-1.0), ValueError, "kappa"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, c=0.0), ValueError, "c must"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, binary_steps=0), ValueError,
+     "binary_steps"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, steps=1.5), TypeError, "steps"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, lr=-0.1), ValueError, "lr"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x * 2, y), ValueError, r"\[0, 1\]"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y + 20), ValueError, "labels in"),
+    (lambda m, x, y: attacks.carlini_wagner_l2("m", x, y), TypeError, "model"),
+    (lambda m, x, y: attacks.BPDA(m, 3), TypeError, "preprocess"),
+    (lambda m, x, y: attacks.EOT(m, lambda v, g: v, samples=0), ValueError, "samples"),
+    (lambda m, x, y: attacks.EOT(m, None), TypeError, "transform"),
+    (lambda m, x, y: attacks.EOT(m, lambda v, g: v, seed=-1), ValueError, "seed"),
+    (lambda m, x, y: attacks.gaussian_noise(0.0), ValueError, "sigma"),
+    (lambda m, x, y: attacks.gaussian_noise("a"), TypeError, "sigma"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {}), TypeError, "attacks"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": 1}), TypeError, "callables"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"clean": lambda *a: x}), ValueError,
+     "reserved"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x[:1]}), ValueError,
+     "shaped like x"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, eps=-1), ValueError,
+     "eps"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, norm="l1"), ValueError,
+     "norm"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), BAD)
+def test_bad_arguments_raise_clear_errors(call, error, pattern):
+    model = _relu_net()
+    x = _images(2)
+    y = torch.tensor([0, 1])
+    with pytest.raises(error, match=pattern):
+        call(model, x, y)
