@@ -90,14 +90,28 @@ def memberships(x: torch.Tensor, prototypes: torch.Tensor, alpha: torch.Tensor) 
     The weighted squared distance is expanded as
     :math:`\\sum_i \\alpha_i x_{n,i}^2 - 2 \\sum_i \\alpha_i x_{n,i} v_{k,i} + \\sum_i \\alpha_i
     v_{k,i}^2` (one matrix product instead of an (N, K, D) tensor)."""
-    for name, t, nd in (("x", x, 2), ("prototypes", prototypes, 2), ("alpha", alpha, 1)):
+    _check_tensors(x=(x, 2), prototypes=(prototypes, 2), alpha=(alpha, 1))
+    return _memberships(x**2, x, prototypes, alpha)
+
+
+def _check_tensors(**named) -> None:
+    """TypeError unless each ``name=(tensor, ndim)`` is a tensor of that many dimensions;
+    ValueError unless x, prototypes, alpha (and y, unprivileged, w) have matching sizes."""
+    for name, (t, nd) in named.items():
         if not isinstance(t, torch.Tensor) or t.ndim != nd:
             raise TypeError(f"{name} must be a {nd}-D torch.Tensor, got "
-                            f"{type(t).__name__} {getattr(t, 'shape', '')}")
-    if not x.shape[1] == prototypes.shape[1] == alpha.shape[0]:
+                            f"{type(t).__name__} {tuple(getattr(t, 'shape', ()))}")
+    x, v, a = (named[k][0] for k in ("x", "prototypes", "alpha"))
+    if not x.shape[1] == v.shape[1] == a.shape[0]:
         raise ValueError(f"x, prototypes and alpha must share the feature dimension, got "
-                         f"{x.shape[1]}, {prototypes.shape[1]}, {alpha.shape[0]}")
-    return _memberships(x**2, x, prototypes, alpha)
+                         f"{x.shape[1]}, {v.shape[1]}, {a.shape[0]}")
+    for name in ("y", "unprivileged"):
+        if name in named and named[name][0].shape[0] != x.shape[0]:
+            raise ValueError(f"{name} must have one entry per row of x ({x.shape[0]}), got "
+                             f"{named[name][0].shape[0]}")
+    if "w" in named and named["w"][0].shape[0] != v.shape[0]:
+        raise ValueError(f"w must have one entry per prototype ({v.shape[0]}), got "
+                         f"{named['w'][0].shape[0]}")
 
 
 def _memberships(x_sq, x, prototypes, alpha):
@@ -110,6 +124,10 @@ def lfr_loss(x: torch.Tensor, y: torch.Tensor, unprivileged: torch.Tensor,
     """The three terms of Zemel et al.'s objective (see the module docstring) as scalar tensors
     ``{"L_z", "L_x", "L_y"}``; ``w`` already in (0, 1), ``alpha`` > 0, ``unprivileged`` a bool
     mask of the rows of the unprivileged group (both groups non-empty)."""
+    _check_tensors(x=(x, 2), y=(y, 1), unprivileged=(unprivileged, 1), prototypes=(prototypes, 2),
+                   w=(w, 1), alpha=(alpha, 1))
+    if unprivileged.dtype != torch.bool or unprivileged.all() or not unprivileged.any():
+        raise ValueError("unprivileged must be a bool mask with both groups non-empty")
     return _loss(x, x**2, (x**2).sum(1), y, unprivileged, prototypes, w, alpha)
 
 

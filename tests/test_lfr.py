@@ -176,3 +176,53 @@ def test_fitted_model_bad_inputs():
 def test_memberships_bad_inputs(args, exc, match):
     with pytest.raises(exc, match=match):
         lfr.memberships(*args)
+
+
+_XT, _YT, _UT = _t(np.zeros((4, 2))), _t(np.zeros(4)), torch.tensor([True, False, True, False])
+_VT, _WT, _AT = _t(np.zeros((3, 2))), _t(np.full(3, 0.5)), _t(np.ones(2))
+
+
+@pytest.mark.parametrize(("args", "exc", "match"), [
+    ((np.zeros((4, 2)), _YT, _UT, _VT, _WT, _AT), TypeError, "x must be"),
+    ((_XT, _t(np.zeros((4, 1))), _UT, _VT, _WT, _AT), TypeError, "y must be"),
+    ((_XT, _t(np.zeros(3)), _UT, _VT, _WT, _AT), ValueError, "y must have one entry"),
+    ((_XT, _YT, _UT[:3], _VT, _WT, _AT), ValueError, "unprivileged must have"),
+    ((_XT, _YT, torch.ones(4, dtype=torch.bool), _VT, _WT, _AT), ValueError, "both groups"),
+    ((_XT, _YT, _UT.double(), _VT, _WT, _AT), ValueError, "bool mask"),
+    ((_XT, _YT, _UT, _VT, _WT[:2], _AT), ValueError, "w must have one entry"),
+    ((_XT, _YT, _UT, _t(np.zeros((3, 5))), _WT, _AT), ValueError, "feature dimension"),
+])
+def test_lfr_loss_bad_inputs(args, exc, match):
+    with pytest.raises(exc, match=match):
+        lfr.lfr_loss(*args)
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"fit": "df"}, TypeError, "fit"),
+    ({"a_z_values": []}, ValueError, "a_z_values must not be empty"),
+    ({"a_z_values": [-1.0]}, ValueError, "a_z_values"),
+])
+def test_lfr_sweep_bad_inputs(kwargs, exc, match):
+    import pandas as pd
+
+    df = pd.DataFrame({"income_gt_50k": _Y, "sex": np.where(_S == "p", "Male", "Female")})
+    args = {"x_fit": _X, "fit": df, "x_val": _X, "val": df, "x_test": _X, "test": df,
+            "a_z_values": [0.0], **kwargs}
+    with pytest.raises(exc, match=match):
+        lfr.lfr_sweep(**args, steps=1)
+
+
+def test_lfr_sweep_grades_each_fit_like_a_direct_fit():
+    import pandas as pd
+
+    x, y, s = _toy_fair_problem(n=300)
+    df = pd.DataFrame({"income_gt_50k": y, "sex": np.where(s == "p", "Male", "Female")})
+    table, models = lfr.lfr_sweep(x, df, x, df, x, df, [0.0, 2.0], k=3, steps=20, seed=0)
+    direct = lfr.fit_lfr(x, y, df["sex"], "Male", k=3, a_z=2.0, steps=20, seed=0)
+    assert torch.equal(models[2.0].prototypes, direct.prototypes)
+    pred = direct.predict(x)
+    assert table["val_accuracy"].iloc[1] == pytest.approx((pred == y).mean())
+    assert table["accuracy"].iloc[1] == pytest.approx((pred == y).mean())
+    assert table["L_z"].iloc[1] == pytest.approx(direct.terms["L_z"])
+    assert table["zemel_accuracy_proba"].iloc[1] == pytest.approx(
+        1 - np.abs(y - direct.predict_proba(x)).mean())
