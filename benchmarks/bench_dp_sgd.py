@@ -3,8 +3,8 @@
 Arms (same model, same batch of MNIST images, SGD with momentum):
 
 * ``non-private``: forward, ``loss.backward()``, optimiser step;
-* ``dp_sgd``: ``helpers.dp_sgd`` per-example gradients (``torch.func.vmap(grad)``), joint
-  clipping, sum, Gaussian noise, optimiser step;
+* ``dp_sgd``: ``helpers.dp_sgd.clipped_sum`` (per-example gradients from layer hooks, joint
+  clipping, weighted sum), Gaussian noise, optimiser step;
 * ``opacus`` (only when opacus is importable in this environment; it is not a requirement of
   the workbook): Opacus's ``GradSampleModule`` hooks, its ``DPOptimizer`` clipping and noise.
 
@@ -45,8 +45,8 @@ def dp_step(model, opt, x, y, sigma=1.0, c=1.0):
     gen = torch.Generator().manual_seed(0)
 
     def step():
-        clipped, _ = dp_sgd.clip_gradients(dp_sgd.per_sample_gradients(model, x, y), c)
-        noisy = dp_sgd.add_noise({k: g.sum(0) for k, g in clipped.items()}, sigma, c, gen)
+        summed, _ = dp_sgd.clipped_sum(model, x, y, c)
+        noisy = dp_sgd.add_noise(summed, sigma, c, gen)
         for k, p in model.named_parameters():
             p.grad = noisy[k] / len(x)
         opt.step()

@@ -42,6 +42,7 @@ __all__ = [
     "add_noise",
     "audit_guesses",
     "clip_gradients",
+    "clipped_sum",
     "linear_clipped_sum",
     "loss_scores",
     "per_sample_gradients",
@@ -94,20 +95,25 @@ def _per_sample_by_hooks(model, x, y, loss_fn):
     Opacus's grad samplers): Linear: :math:`g_i = \\delta_i a_i^\\top`; Conv2d: the same on the
     unfolded (im2col) input, :math:`g_i = \\Delta_i U_i^\\top`. One forward and one backward
     pass of the whole batch with the loss summed over examples."""
-    acts, grads, handles = {}, {}, []
+    acts, outs, handles = {}, {}, []
     names = {m: n for n, m in model.named_modules()}
 
     def save(module, inputs, output):
-        acts[module] = inputs[0].detach()
-        output.register_hook(lambda g: grads.__setitem__(module, g.detach()))
+        if module in acts:
+            raise ValueError(f"layer {names[module]!r} is called twice in one forward pass; "
+                             "per-example gradients by hooks need each layer once: use "
+                             "method='vmap'")
+        acts[module], outs[module] = inputs[0].detach(), output
 
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     for m in layers:
         handles.append(m.register_forward_hook(save))
-    params = [p for p in model.parameters() if p.requires_grad]
     try:
         loss = loss_fn(model(x), y, reduction="sum")
-        torch.autograd.grad(loss, params)
+        # gradients with respect to the layer outputs only: the batch-summed weight gradients
+        # of an ordinary backward pass are never needed
+        grads = dict(zip(layers, torch.autograd.grad(loss, [outs[m] for m in layers]),
+                         strict=True))
     finally:
         for h in handles:
             h.remove()
@@ -238,11 +244,21 @@ def linear_clipped_sum(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor, max_n
     return out, norms
 
 
-def _clipped_sum(model, x, y, max_norm):
+def clipped_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                max_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Sum of the clipped per-example gradients, :math:`\\sum_i g_i \\min(1, C/\\|g_i\\|_2)`
+    (Abadi et al. 2016), and the norms :math:`\\|g_i\\|_2`: :func:`linear_clipped_sum` for an
+    ``nn.Linear`` on 2-D inputs, else :func:`per_sample_gradients` and one weighted sum per
+    parameter (no clipped copies of the per-example gradients are made)."""
+    checks.module(model)
+    max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
     if isinstance(model, nn.Linear) and x.ndim == 2:
         return linear_clipped_sum(model, x, y, max_norm)
-    clipped, norms = clip_gradients(per_sample_gradients(model, x, y), max_norm)
-    return {k: g.sum(0) for k, g in clipped.items()}, norms
+    grads = per_sample_gradients(model, x, y)
+    n = len(x)
+    norms = torch.sqrt(sum(g.reshape(n, -1).pow(2).sum(1) for g in grads.values()))
+    factor = (max_norm / (norms + 1e-12)).clamp(max=1.0)
+    return {k: torch.einsum("n,n...->...", factor, g) for k, g in grads.items()}, norms
 
 
 @torch.no_grad()
@@ -303,7 +319,7 @@ def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
             idx = poisson_sample(n, q, gen).to(x.device)
             sizes.append(len(idx))
             if len(idx):
-                summed, _ = _clipped_sum(model, x[idx], y[idx], max_norm)
+                summed, _ = clipped_sum(model, x[idx], y[idx], max_norm)
             else:
                 summed = {k: torch.zeros_like(p) for k, p in params.items()}
             noisy = add_noise(summed, sigma, max_norm, gen)

@@ -321,3 +321,31 @@ def test_more_bad_inputs():
         dp_sgd.train_private(nn.Linear(2, 2), torch.ones(4, 2), torch.zeros(4, dtype=torch.long),
                              noise_multiplier=1.0, max_norm=1.0, sample_rate=0.5, epochs=1,
                              lr=0.1, ema=1.0)
+
+
+def test_clipped_sum_equals_clip_then_sum():
+    torch.manual_seed(4)
+    model = dp_sgd.TanhCNN().double()
+    x, y = torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (6,))
+    got, norms = dp_sgd.clipped_sum(model, x, y, 0.05)
+    clipped, want_norms = dp_sgd.clip_gradients(dp_sgd.per_sample_gradients(model, x, y,
+                                                                            method="vmap"), 0.05)
+    torch.testing.assert_close(norms, want_norms)
+    for k, g in clipped.items():
+        torch.testing.assert_close(got[k], g.sum(0))
+
+
+def test_hooks_refuse_a_layer_used_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(torch.tanh(self.fc(x)))
+
+    with pytest.raises(ValueError, match="twice"):
+        dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    got = dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]),
+                                      method="vmap")
+    assert got["fc.weight"].shape == (3, 4, 4)
