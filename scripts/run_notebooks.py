@@ -115,6 +115,21 @@ def _mathjax_url(out: Path) -> str:
     return f"mathjax/MathJax.js?config={MATHJAX_CONFIG}"
 
 
+#: The PyPI MathJax ships only the STIX-Web web fonts (as Jupyter's classic notebook used it):
+#: without this, MathJax looks for its TeX fonts and fails on glyphs such as the prime in D'.
+FONT_CONFIG = """<script type="text/x-mathjax-config">
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                                 imageFont: null}});
+</script>
+"""
+
+
+def offline_fonts(html: str) -> str:
+    """Insert :data:`FONT_CONFIG` before the exporter's own MathJax configuration."""
+    marker = '<script type="text/x-mathjax-config">'
+    return html.replace(marker, FONT_CONFIG + marker, 1) if marker in html else html
+
+
 def results_table(markdown: bool = False, folder: Path | None = None) -> str:
     """The metrics of every ``<folder>/*.json`` (default: ``WORKBOOK_RESULTS`` or results/)."""
     folder = folder or _results_folder()
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write(out / path.name, lambda p, nb=nb: nbformat.write(nb, p))
                 html, _ = HTMLExporter(mathjax_url=_mathjax_url(out)).from_notebook_node(nb)
-                atomic_write(out / f"{path.stem}.html", html)
+                atomic_write(out / f"{path.stem}.html", offline_fonts(html))
             print(f"ok ({seconds:.0f} s)", flush=True)
         if paths and out is not None:
             print(f"executed notebooks and HTML (offline maths) in {display_path(out)}/, "

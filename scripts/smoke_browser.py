@@ -19,6 +19,8 @@ and the kernel to go idle, then asserts that
   blocked, i.e. offline,
 
 and saves screenshots of the top and the end of each notebook as ``build/smoke/<stem>*.png``.
+Where ``make run`` left an HTML export (``build/<stem>.html``), it is opened from disk with the
+network blocked and its equations must render with the local MathJax.
 Needs ``apt-get install chromium chromium-driver``. It is not part of ``make test``: it takes
 about as long as running the notebooks plus half a minute per notebook.
 """
@@ -165,11 +167,42 @@ def _check_notebook(driver, base: str, token: str, name: str, timeout: float) ->
             "progress_bars_shown": render["bars"], "problems": problems}
 
 
+HTML_JS = """
+return {math: document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length,
+        errors: Array.from(document.querySelectorAll('.MathJax_Error, mjx-merror'))
+          .map(e => e.textContent.slice(0, 80)),
+        loaded: typeof MathJax !== 'undefined'};
+"""
+
+
+def _check_html(driver, path: Path) -> list[str]:
+    """The HTML export from `make run`, opened from disk with the network blocked: MathJax
+    (the local copy) must load and typeset every equation without an error."""
+    driver.get(path.as_uri())
+    deadline, state = time.monotonic() + 120, {}
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        state = driver.execute_script(HTML_JS)
+        again = driver.execute_script(HTML_JS)
+        if state["loaded"] and state["math"] and again["math"] == state["math"]:
+            break
+    driver.save_screenshot(str(OUT / f"{path.stem}-html.png"))
+    problems = []
+    if not state.get("loaded"):
+        problems.append(f"{path.name}: MathJax did not load offline")
+    if state.get("errors"):
+        problems.append(f"{path.name}: {len(state['errors'])} MathJax errors, e.g. "
+                        f"{state['errors'][:3]}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lab", default=f"{ROOT / '.venv' / 'bin' / 'jupyter'} lab",
                         help="command that starts JupyterLab (make smoke passes make lab's)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per notebook")
+    parser.add_argument("--html", type=Path, default=ROOT / "build",
+                        help="also open <HTML>/<stem>.html from `make run` where present")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -208,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{verdict} ({report['seconds']:.0f} s, {report['code_cells']} code cells, "
                   f"{report['equations']} equations, {report['progress_bars_shown']} progress "
                   f"bars shown)", flush=True)
+            html = args.html / f"{path.stem}.html"
+            if html.is_file():
+                report["html_problems"] = _check_html(driver, html)
+                report["problems"] += report["html_problems"]
+                print(f"    HTML export {'ok' if not report['html_problems'] else 'FAILED'}: "
+                      f"equations rendered offline from {html.name}", flush=True)
             for problem in report["problems"]:
                 print(f"    {problem}", flush=True)
     finally:

@@ -75,6 +75,7 @@ def test_make_run_outside_the_repository_leaves_tracked_files_unchanged(tmp_path
     assert "mathjax/MathJax.js?config=" in html
     assert not re.search(r"https?://[^\"']*mathjax", html, re.IGNORECASE)  # offline maths
     assert (out / "mathjax" / "MathJax.js").is_file()
+    assert html.index('webFont: "STIX-Web"') < html.index("init_mathjax")  # the shipped fonts
     assert "without encryption" not in done.stdout + done.stderr
 
 
