@@ -417,7 +417,7 @@ def prob_noisy_count_exceeds(
         p = (d < 0).astype(float)
     else:
         half_tail = 0.5 * np.exp(-np.abs(d) * eps / sens)  # exp of a number <= 0: no overflow
-        p = np.where(d >= 0, half_tail, 1.0 - half_tail)
+        p = np.where(d >= 0, half_tail, 1.0 - half_tail)  # at d = 0 both branches give 1/2
     return float(p) if p.ndim == 0 else p
 
 
@@ -553,7 +553,7 @@ def dp_clip_bound(
     noisy = laplace_mechanism(counts, 1.0, eps, rng)
     noisy_total = math.fsum(noisy.tolist())
     above = np.array([math.fsum(noisy[j + 1 :].tolist()) for j in range(cand.size)])
-    ok = np.flatnonzero(above <= (1.0 - q) * noisy_total)
+    ok = np.flatnonzero(above <= (1.0 - q) * noisy_total)  # a tie has probability 0 (b > 0)
     bound = float(cand[ok[0]]) if ok.size else float(cand[-1])
     names = [f"<= {cand[0]:,.0f}"]
     names += [f"({lo:,.0f}, {hi:,.0f}]" for lo, hi in zip(cand[:-1], cand[1:], strict=True)]

@@ -280,6 +280,8 @@ def test_monte_carlo_exceeds_chunks_and_sensitivity():
     p = 0.5 * math.exp(-4 * 0.5 / 2.0)
     assert abs(p_hat - p) < 4 * math.sqrt(p * (1 - p) / n)
     assert dp.monte_carlo_exceeds(5, 4, 1.0, 0, n_draws=10, sensitivity=0.0) == (1.0, 0.0)
+    # no noise and t == c: the count does not EXCEED the threshold (strict >, like the closed form)
+    assert dp.monte_carlo_exceeds(5, 5, 1.0, 0, n_draws=10, sensitivity=0.0) == (0.0, 0.0)
 
 
 def test_prob_exceeds_limits_and_symmetry():
@@ -369,6 +371,14 @@ def test_budget_floating_point_sums():
     assert b3.remaining == 0.0
     with pytest.raises(dp.BudgetExceededError):
         b3.spend(0.01, "c")
+    b9 = dp.PrivacyBudget(0.9)
+    b9.spend(0.2, "a")
+    b9.spend(0.7, "b")  # 0.9 - fsum([0.2, 0.7]) = 1.1e-16 > 0: a rounding error, reported as 0
+    assert b9.remaining == 0.0
+    assert b9.ledger["remaining"].iloc[-1] == 0.0
+    tol = dp.PrivacyBudget(1.0)  # rel_tol 1e-9: a rounding error passes, anything more does not
+    assert tol.can_spend(1.0 + 5e-10)
+    assert not tol.can_spend(1.0 + 5e-9)
     strict = dp.PrivacyBudget(1.0, rel_tol=0.0)
     strict.spend(0.5, "a")
     assert strict.remaining == 0.5
@@ -470,6 +480,8 @@ def test_noise_table_matches_theory(rng):
     assert ks_p(draws[0.5], 1000.0, 20.0) > KS_PASS
     assert ks_p(draws[2.0], 1000.0, 5.0) > KS_PASS
     np.testing.assert_allclose(tab["mean"], [draws[0.5].mean(), draws[2.0].mean()])
+    np.testing.assert_allclose(tab["sd"], [draws[0.5].std(ddof=1), draws[2.0].std(ddof=1)],
+                               rtol=1e-12)  # the sample sd with Bessel's correction
     assert (tab["true"] == 1000.0).all()
 
 
