@@ -38,8 +38,10 @@ KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 SURVIVED = {"survived", "no tests"}
 
 
-def _prepare(module: str) -> Path:
+def _prepare(module: str, keep: bool = False) -> Path:
     work = OUT / module
+    if keep and (work / "mutants").is_dir():
+        return work  # resume: mutmut skips the mutants it has already tested
     shutil.rmtree(work, ignore_errors=True)
     (work / "tests").mkdir(parents=True)
     shutil.copytree(ROOT / "helpers", work / "helpers",
@@ -69,9 +71,9 @@ def _counts(work: Path, env: dict) -> dict[str, list[str]]:
     return found
 
 
-def run_module(module: str, children: int) -> dict:
+def run_module(module: str, children: int, keep: bool = False) -> dict:
     start = time.perf_counter()
-    work = _prepare(module)
+    work = _prepare(module, keep)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": "."}
     log = (work / "mutmut.log").open("w")
     done = subprocess.run([str(MUTMUT), "run", "--max-children", str(children)], cwd=work,
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="modules run at the same time")
     parser.add_argument("--children", type=int, default=1, help="mutmut workers per module")
+    parser.add_argument("--keep", action="store_true",
+                        help="resume the previous run in build/mutation/<module> (no restart)")
     parser.add_argument("modules", nargs="*", help="default: every lesson module present")
     args = parser.parse_args(argv)
     modules = args.modules or [m for m in LESSON_MODULES if (ROOT / "helpers" / f"{m}.py").exists()
@@ -110,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for result in pool.map(lambda m: run_module(m, args.children), modules):
+        runs = pool.map(lambda m: run_module(m, args.children, args.keep), modules)
+        for result in runs:
             results.append(result)
             score = "n/a" if result["score"] is None else f"{100 * result['score']:.1f}%"
             print(f"{result['module']:<14} score {score:>6}  killed {result['killed']:>4}  "
