@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 # Jupyter refuses to start as root without --allow-root (Docker, Codespaces, many JupyterHubs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
-# Lesson modules under mutation testing (`make mutation MODULES="dp_mechanisms fairness"`).
+# Lesson modules under mutation testing (`make mutation MODULES="dp_mechanisms fairness"`;
+# ARGS="--keep" resumes an interrupted run, ARGS="--children 2" gives each module 2 workers).
 MODULES ?=
 JOBS ?= 2
 
@@ -71,7 +72,7 @@ lint: setup
 	$(BIN)/ruff check . $(ARGS)
 
 mutation: setup
-	$(BIN)/python scripts/mutation.py --jobs $(JOBS) $(MODULES)
+	$(BIN)/python scripts/mutation.py --jobs $(JOBS) $(ARGS) $(MODULES)
 
 # Needs Debian's browser: apt-get install chromium chromium-driver. Not part of `make test`.
 smoke: setup
