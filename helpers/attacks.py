@@ -932,7 +932,10 @@ def _cw_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kappa: float, c0
             binary_steps: int, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Carlini-Wagner L2 on one chunk (model already in attack mode)."""
     n = x.shape[0]
-    w0 = torch.atanh((2.0 * x - 1.0).clamp(-1 + 1e-6, 1 - 1e-6))
+    # 0.999 rather than 1 - 1e-6: tanh saturates, and a pixel at exactly 0 or 1 (most MNIST
+    # pixels) would need ~10^6 times larger steps to move; the start then differs from x by at
+    # most 5e-4 per pixel, and distances are always measured from x itself.
+    w0 = torch.atanh((2.0 * x - 1.0) * 0.999)
     lo = torch.zeros(n, device=x.device, dtype=x.dtype)
     hi = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     c = torch.full((n,), c0, device=x.device, dtype=x.dtype)
@@ -972,7 +975,7 @@ def carlini_wagner_l2(
     c: float = 1.0,
     binary_steps: int = 6,
     steps: int = 100,
-    lr: float = 0.05,
+    lr: float = 0.1,
     batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Carlini-Wagner L2 attack (Carlini, Wagner 2017, "Towards Evaluating the Robustness of
