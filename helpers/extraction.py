@@ -246,7 +246,8 @@ def train_cached(name: str, build: Callable[[], nn.Module], x: torch.Tensor, y: 
     ``y`` holds labels (int64) or soft labels (float rows of probabilities: cross-entropy with
     soft targets, i.e. distillation). ``init`` warm-starts from another model's weights.
     Training runs for ``max(epochs, ceil(min_steps / batches per epoch))`` epochs, so tiny sets
-    still get ``min_steps`` gradient steps. Returns the trained model in eval mode.
+    still get ``min_steps`` gradient steps. The model is trained on ``device`` (default: ``x``'s
+    device). Returns the trained model in eval mode.
     """
     epochs = checks.integer(epochs, "epochs", low=1)
     min_steps = checks.integer(min_steps, "min_steps", low=0)
@@ -442,20 +443,23 @@ def prada_min_distances(x, labels) -> np.ndarray:
     xf = x.reshape(len(x), -1).double() if isinstance(x, torch.Tensor) else \
         torch.as_tensor(checks.array(x, "x", ndim=(2, 3, 4)).reshape(len(x), -1))
     labels = checks.labels(labels, "labels", n=len(xf))
-    groups: dict[int, list[torch.Tensor]] = {}
+    groups: dict[int, torch.Tensor] = {}   # G_c as the first sizes[c] rows of a buffer
+    sizes: dict[int, int] = {}
     admitted: dict[int, list[float]] = {}
     thresholds: dict[int, float] = {}
     out = []
+    counts = np.bincount(labels)
     for i in range(len(xf)):
         c = int(labels[i])
         if c not in groups:
-            groups[c], admitted[c], thresholds[c] = [xf[i]], [], 0.0
+            groups[c] = xf.new_empty((int(counts[c]), xf.shape[1]))
+            groups[c][0], sizes[c], admitted[c], thresholds[c] = xf[i], 1, [], 0.0
             continue
-        g = torch.stack(groups[c]) if len(groups[c]) > 1 else groups[c][0][None]
-        d = float(torch.cdist(xf[i][None], g).min())
+        d = float(torch.cdist(xf[i][None], groups[c][:sizes[c]]).min())
         out.append(d)
         if d > thresholds[c]:
-            groups[c].append(xf[i])
+            groups[c][sizes[c]] = xf[i]
+            sizes[c] += 1
             admitted[c].append(d)
             if len(admitted[c]) > 1:
                 arr = np.asarray(admitted[c])
