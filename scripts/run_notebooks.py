@@ -18,6 +18,7 @@ a local MathJax copied to ``DIR/mathjax``, so it works offline) and the results 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -78,7 +79,59 @@ def execute(path: Path, timeout: int) -> tuple[object, float]:
         if km.has_kernel:
             km.shutdown_kernel(now=False)  # the client does not stop a kernel it was given
         shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
+    finish_progress_bars(nb)
     return nb, time.perf_counter() - start
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def finish_progress_bars(nb) -> int:
+    """Give every ``tqdm.auto`` bar's stored text its final state; return how many changed.
+
+    A notebook bar is a widget. Its output keeps, as the plain-text fallback that static viewers
+    (GitHub, nbconvert without widget JavaScript, the workbook's own checks) show, the text of
+    the bar's *first* frame, "0%", although the run finished it. The executed notebook also
+    stores every widget's final state (``metadata.widgets``), so the fallback is rewritten from
+    it: description, percentage and counter as the finished bar showed them in JupyterLab. An
+    output whose widget state was not stored (a bar closed before the end) is dropped, as
+    JupyterLab drops a closed bar's view.
+    """
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW) if output.get("data") else None
+            text = "".join(output.get("data", {}).get("text/plain", "")) if view else ""
+            if not view or "%|" not in text:
+                kept.append(output)
+                continue
+            final = _bar_text(state, view.get("model_id", ""))
+            changed += 1
+            if final is not None:
+                output["data"]["text/plain"] = final
+                kept.append(output)
+        cell["outputs"] = kept
+    return changed
+
+
+def _bar_text(state: dict, model_id: str) -> str | None:
+    """``"desc: 100%|██████████| 590/590 [00:04<00:00, 130.1it/s]"`` from a tqdm HBox's state:
+    its children are the left text (description and percentage), the bar and the right text."""
+    box = state.get(model_id, {}).get("state", {})
+    parts = [state.get(str(c).removeprefix("IPY_MODEL_"), {}).get("state", {})
+             for c in box.get("children", [])]
+    if len(parts) != 3:
+        return None
+    left, right = (html.unescape(str(p.get("value", ""))).replace("\u2007", " ")
+                   for p in (parts[0], parts[2]))
+    value, total = parts[1].get("value", 0) or 0, parts[1].get("max", 0) or 0
+    filled = min(10, int(10 * value / total)) if total else 0
+    return f"{left}|{'█' * filled}{' ' * (10 - filled)}|{right}"
 
 
 def failure_report(path: Path, nb, exc: Exception, tail: int = 3000) -> str:

@@ -176,3 +176,36 @@ def test_nbval_compares_on_the_cpu_and_not_on_cuda(tmp_path, device, compared):
         assert done.returncode == 0, out
         assert "CUDA device found: output comparison is OFF" in out
         assert "output comparison was OFF (CUDA device)" in out
+
+
+def _bar_notebook(with_state: bool):
+    """A notebook whose one output is a tqdm widget stored at its first frame, "0%"."""
+    nb = nbformat.v4.new_notebook()
+    view = {"model_id": "box", "version_major": 2, "version_minor": 0}
+    out = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": view,
+        "text/plain": "train:   0%|          | 0/8 [00:00<?, ?it/s]"})
+    keep = nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.9\n")
+    nb.cells.append(nbformat.v4.new_code_cell("train()", outputs=[out, keep]))
+    if with_state:
+        state = {"box": {"state": {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]}},
+                 "l": {"state": {"value": "train:\u2007100%"}},
+                 "b": {"state": {"value": 8.0, "max": 8.0}},
+                 "r": {"state": {"value": "\u20078/8\u2007[00:01&lt;00:00,\u20077.9it/s]"}}}
+        nb.metadata["widgets"] = {run_notebooks.WIDGET_STATE: {"state": state}}
+    return nb
+
+
+def test_finish_progress_bars_writes_the_final_frame_from_the_stored_state():
+    nb = _bar_notebook(with_state=True)
+    assert run_notebooks.finish_progress_bars(nb) == 1
+    outputs = nb.cells[0].outputs
+    assert outputs[0]["data"]["text/plain"] == \
+        "train: 100%|██████████| 8/8 [00:01<00:00, 7.9it/s]"
+    assert outputs[1]["text"] == "accuracy 0.9\n"  # other outputs untouched
+
+
+def test_finish_progress_bars_drops_a_bar_without_state():
+    nb = _bar_notebook(with_state=False)
+    assert run_notebooks.finish_progress_bars(nb) == 1
+    assert [o["output_type"] for o in nb.cells[0].outputs] == ["stream"]
