@@ -85,20 +85,52 @@ def torch_loaded_late() -> None:
         _configure_torch(_state["seed"])
 
 
+class _ConfigureTorchOnImport:
+    """A one-shot import hook: when torch is first imported after :func:`setup` (a plain
+    ``import torch`` in a notebook cell, or a helper module), seed it and make it deterministic
+    with setup's seed as soon as its module has run, so no torch import can escape the seed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        _remove_torch_hook()
+        import importlib.util
+
+        spec = importlib.util.find_spec("torch")
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run_module = loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            torch_loaded_late()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _remove_torch_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ConfigureTorchOnImport)]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's legacy global RNG and torch (CPU and CUDA).
 
-    Torch is seeded only when it is already imported; otherwise it is seeded when a torch helper
-    module is first imported (:func:`torch_loaded_late`).
+    Torch is seeded now when it is already imported; otherwise the moment it is first imported
+    (an import hook calls :func:`torch_loaded_late`), whoever imports it.
     """
     _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeding the legacy global RNG is the point here
     _state["seed"], _state["torch_configured"] = seed, False
+    _remove_torch_hook()
     if _torch_loaded():
         import torch
 
         torch.manual_seed(seed)
+    else:
+        sys.meta_path.insert(0, _ConfigureTorchOnImport())
 
 
 def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:

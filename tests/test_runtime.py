@@ -169,3 +169,16 @@ def test_torch_imported_after_setup_is_seeded_then():
                "torch.manual_seed(7)\n"
                "print(torch.equal(a, torch.rand(3)), torch.are_deterministic_algorithms_enabled())")
     assert out.split() == ["True", "True"]
+
+
+def test_a_plain_torch_import_after_setup_is_seeded_too():
+    # no helper module imports torch first: the import hook set by setup must seed it
+    out = _run("import sys\n"
+               "from helpers import runtime\n"
+               "runtime.setup(seed=7, verbose=False)\n"
+               "print('torch' in sys.modules)\n"
+               "import torch\n"
+               "a = torch.rand(3)\n"
+               "torch.manual_seed(7)\n"
+               "print(torch.equal(a, torch.rand(3)), torch.are_deterministic_algorithms_enabled())")
+    assert out.split() == ["False", "True", "True"]
