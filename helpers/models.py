@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -204,6 +205,19 @@ def _batches(data_: DataLoader | tuple[torch.Tensor, torch.Tensor], batch_size: 
                         f"{type(data_).__name__}")
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode for the block; every submodule's own train/eval flag restored afterwards
+    (``model.train(flag)`` would set them all alike), also when the block raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels ``argmax_k model(x)_k`` as int64 on ``x``'s device; mode restored.
@@ -214,15 +228,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.
     checks.module(model)
     x = _inputs(x)
     batch_size = checks.integer(batch_size, "batch_size", low=1)
-    was_training = model.training
-    model.eval()
     dev = _model_device(model)
-    try:
+    with eval_mode(model):
         out = torch.cat([model(x[i : i + batch_size].to(dev)).argmax(1)
                          for i in range(0, len(x), batch_size)]) if len(x) else \
             torch.empty(0, dtype=torch.int64)
-    finally:
-        model.train(was_training)
     return out.to(x.device)
 
 
@@ -233,11 +243,9 @@ def evaluate(model: nn.Module, data_: DataLoader | tuple[torch.Tensor, torch.Ten
     tuple of tensors (inputs as in :func:`predict`, int labels); train/eval mode restored."""
     checks.module(model)
     batch_size = checks.integer(batch_size, "batch_size", low=1)
-    was_training = model.training
-    model.eval()
     dev = _model_device(model)
     correct, seen = 0, 0
-    try:
+    with eval_mode(model):
         for x, y in _batches(data_, batch_size):
             logits = model(x.to(dev))
             if len(y) and int(y.max()) >= logits.shape[1]:
@@ -245,8 +253,6 @@ def evaluate(model: nn.Module, data_: DataLoader | tuple[torch.Tensor, torch.Ten
                                  f"classes), got a label {int(y.max())}")
             correct += (logits.argmax(1) == y.to(dev)).sum().item()
             seen += len(y)
-    finally:
-        model.train(was_training)
     if seen == 0:
         raise ValueError("data is empty: accuracy is undefined")
     return correct / seen

@@ -347,3 +347,18 @@ def test_cache_messages_name_the_real_folder(capsys):
     out = capsys.readouterr().out
     assert str(runtime.cache_dir() / "models") in out  # WORKBOOK_CACHE, not ".cache/models"
     assert ".cache/models" not in out
+
+
+@pytest.mark.parametrize("call", ["predict", "evaluate"])
+def test_predict_and_evaluate_restore_each_submodule_mode(call):
+    model = models.MnistCNN()
+    model.train()
+    model.features.eval()  # mixed modes: a frozen feature extractor under a training head
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    if call == "predict":
+        models.predict(model, x)
+    else:
+        models.evaluate(model, (x, y))
+    assert model.training and model.head.training
+    assert not model.features.training
+    assert not any(m.training for m in model.features.modules())
