@@ -164,7 +164,8 @@ def array(values: Any, name: str, *, ndim: int | tuple[int, ...] | None = None,
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         arr = arr.astype(np.float64, copy=False)
         if np.isnan(arr).any() or (finite and np.isinf(arr).any()):
-            raise ValueError(f"{name} must hold finite numbers (no NaN{' or inf' if finite else ''})")
+            banned = "NaN or inf" if finite else "NaN"
+            raise ValueError(f"{name} must hold finite numbers (no {banned})")
     else:
         raise ValueError(f"dtype must be one of ('float', 'int', 'bool', 'any'), got {dtype!r}")
     if arr.size and low is not None and arr.min() < low:

@@ -359,6 +359,7 @@ def test_predict_and_evaluate_restore_each_submodule_mode(call):
         models.predict(model, x)
     else:
         models.evaluate(model, (x, y))
-    assert model.training and model.head.training
+    assert model.training
+    assert model.head.training
     assert not model.features.training
     assert not any(m.training for m in model.features.modules())
