@@ -40,13 +40,7 @@ def _synthetic(n: int, generator: torch.Generator, prototypes: torch.Tensor):
     return x, y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The toy tensors are tiny: one thread avoids OpenMP spinning on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

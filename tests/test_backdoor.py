@@ -20,13 +20,7 @@ from helpers import backdoor, data, models
 N_CLASSES, SIZE, PLANTED_TARGET = 10, 16, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The toy tensors are tiny: one thread avoids OpenMP spinning on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny_cnn() -> nn.Module:
