@@ -66,11 +66,36 @@ def _check_seed(seed) -> int:
     return seed
 
 
+def cpu_threads() -> int:
+    """The number of CPU threads the notebooks compute with: 1, or ``WORKBOOK_THREADS``.
+
+    A parallel reduction (a convolution's weight gradient, a BLAS product) adds its terms in an
+    order that depends on the number of threads, so a model trained with two threads differs in
+    the last bits from one trained with one, and after thousands of steps in the printed
+    accuracies. Fixing the count makes a CPU run reproduce the committed outputs on any machine,
+    whatever its number of cores, at some cost in speed on a multi-core CPU.
+    """
+    value = os.environ.get("WORKBOOK_THREADS", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"WORKBOOK_THREADS must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _limit_native_threads() -> None:
+    """BLAS (NumPy, SciPy) and OpenMP (scikit-learn) use :func:`cpu_threads` threads from now
+    on, as with ``OMP_NUM_THREADS`` set before start-up (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=cpu_threads())
+
+
 def _configure_torch(seed: int) -> None:
-    """Seed torch (CPU and CUDA) and switch on its deterministic algorithms."""
+    """Seed torch (CPU and CUDA), fix its CPU threads (:func:`cpu_threads`) and switch on its
+    deterministic algorithms."""
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(cpu_threads())
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
@@ -138,8 +163,11 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
 
     Deterministic algorithms: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an
     operation with no deterministic implementation warns instead of failing), cuDNN autotuning
-    off, and ``CUBLAS_WORKSPACE_CONFIG`` set as CUDA's reproducibility notes require. The same
-    seed then gives the same data order, initial weights and results on the same machine.
+    off, and ``CUBLAS_WORKSPACE_CONFIG`` set as CUDA's reproducibility notes require. CPU work
+    (torch and BLAS) uses a fixed number of threads, :func:`cpu_threads` (1 unless
+    ``WORKBOOK_THREADS`` says otherwise), so that results do not depend on the number of cores.
+    The same seed then gives the same data order, initial weights and results on every CPU
+    machine with the pinned libraries.
 
     Torch is not imported here: in a notebook that has not imported torch (or a torch helper
     module) before calling ``setup``, nothing computes with torch, and the device is the CPU.
@@ -149,6 +177,7 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
         string ``"cpu"`` (NumPy and scikit-learn compute on the CPU).
     """
     seed_everything(seed)
+    _limit_native_threads()
     dev: torch.device | str = "cpu"
     if _torch_loaded():
         _configure_torch(seed)

@@ -182,3 +182,28 @@ def test_a_plain_torch_import_after_setup_is_seeded_too():
                "torch.manual_seed(7)\n"
                "print(torch.equal(a, torch.rand(3)), torch.are_deterministic_algorithms_enabled())")
     assert out.split() == ["False", "True", "True"]
+
+
+def test_setup_fixes_the_cpu_threads_whatever_the_cores(monkeypatch):
+    # results must not depend on the core count: one thread by default, WORKBOOK_THREADS wins
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.delenv("WORKBOOK_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        runtime.setup(seed=0, verbose=False)
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info()
+                   if pool["user_api"] == "blas")
+        monkeypatch.setenv("WORKBOOK_THREADS", "2")
+        runtime.setup(seed=0, verbose=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_workbook_threads_is_refused(monkeypatch, value):
+    monkeypatch.setenv("WORKBOOK_THREADS", value)
+    with pytest.raises(ValueError, match="WORKBOOK_THREADS must be a positive integer"):
+        runtime.cpu_threads()
