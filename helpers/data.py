@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from helpers import checks, runtime
+from helpers import checks
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -127,9 +127,8 @@ def _mnist_arrays(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.nda
 
 
 def _torch():
-    import torch
+    import torch  # seeded by runtime's import hook if runtime.setup ran before
 
-    runtime.torch_loaded_late()
     return torch
 
 

@@ -32,8 +32,6 @@ from tqdm.auto import tqdm
 
 from helpers import checks, data, runtime
 
-runtime.torch_loaded_late()  # torch is loaded now: seed it if runtime.setup ran before
-
 
 class MnistCNN(nn.Module):
     """Conv(1->32, 3x3) - ReLU - MaxPool(2) - Conv(32->64, 3x3) - ReLU - MaxPool(2) - FC(1600->128)

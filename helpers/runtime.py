@@ -6,8 +6,8 @@ the two.
 
 This module imports torch lazily: a NumPy-only notebook (Task 2, Task 3) never loads it, which
 saves several seconds of start-up (CONTRIBUTING.md, "Budgets"). When torch is loaded later in a
-process that :func:`setup` already seeded (``helpers.models`` does this on import), it is seeded
-and made deterministic then, with the same seed.
+process that :func:`setup` already seeded, an import hook seeds it and makes it deterministic
+then, with the same seed, whoever imports it.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _configure_torch(seed: int) -> None:
 
 
 def torch_loaded_late() -> None:
-    """Called by the torch helper modules when they are imported: if :func:`setup` ran before
+    """Called by the import hook when torch is first imported: if :func:`setup` ran before
     torch was loaded, seed torch and make it deterministic now, with setup's seed."""
     if _state["seed"] is not None and not _state["torch_configured"]:
         _configure_torch(_state["seed"])
