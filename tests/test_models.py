@@ -363,3 +363,89 @@ def test_predict_and_evaluate_restore_each_submodule_mode(call):
     assert model.head.training
     assert not model.features.training
     assert not any(m.training for m in model.features.modules())
+
+
+def _cnn_parameter_count(w):
+    # hand count: conv 1->w and w->2w (3x3 kernels + biases), FC 2w*5*5 -> 128 -> 10
+    return (9 * w + w) + (9 * w * 2 * w + 2 * w) + (50 * w * 128 + 128) + (128 * 10 + 10)
+
+
+@pytest.mark.parametrize("width", [32, 16, 3])
+def test_mnist_cnn_width_sets_the_channels(width):
+    model = models.MnistCNN(width=width)
+    assert sum(p.numel() for p in model.parameters()) == _cnn_parameter_count(width)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mnist_cnn_default_width_is_the_standard_cnn():
+    torch.manual_seed(0)
+    default = models.MnistCNN().state_dict()
+    torch.manual_seed(0)
+    explicit = models.MnistCNN(width=32).state_dict()
+    assert default.keys() == explicit.keys()
+    assert all(torch.equal(default[k], explicit[k]) for k in default)
+    assert sum(v.numel() for v in default.values()) == _cnn_parameter_count(32)
+
+
+@pytest.mark.parametrize(("width", "error"), [(0, ValueError), (2.5, TypeError)])
+def test_mnist_cnn_rejects_a_bad_width(width, error):
+    with pytest.raises(error, match="width"):
+        models.MnistCNN(width=width)
+
+
+def _tiny_cnn():
+    return models.MnistCNN(width=2)
+
+
+def _same(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_train_cached_trains_once_and_loads_the_same_weights(capsys):
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    a = models.train_cached("t", _tiny_cnn, x, y, epochs=1)
+    b = models.train_cached("t", _tiny_cnn, x, y, epochs=1)
+    out = capsys.readouterr().out
+    assert out.count("trained t") == 1
+    assert out.count("loaded t") == 1
+    assert _same(a, b)
+    assert not a.training
+    c = models.train_cached("t", _tiny_cnn, x, (y + 1) % 10, epochs=1)  # other labels
+    assert not _same(a, c)
+    d = models.train_cached("t", lambda: models.MnistCNN(width=3), x, y, epochs=1)
+    assert sum(p.numel() for p in d.parameters()) == _cnn_parameter_count(3)
+    assert len(list((runtime.cache_dir() / "models").glob("t-*.pt"))) == 3
+
+
+def test_train_cached_gives_tiny_sets_min_steps_and_warm_starts_from_init():
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    # 32 examples in batches of 16: 2 steps per epoch, so 5 steps need ceil(5 / 2) = 3 epochs
+    models.train_cached("t", _tiny_cnn, x, y, epochs=1, batch_size=16, min_steps=5)
+    meta = json.loads(next((runtime.cache_dir() / "models").glob("t-*.json")).read_text())
+    assert meta["config"]["epochs"] == 3
+    torch.manual_seed(5)
+    init = _tiny_cnn()
+    warm = models.train_cached("w", _tiny_cnn, x, y, epochs=1, lr=1e-9, init=init)
+    # a step of lr 1e-9 moves Adam's weights by ~1e-9: the result is init, not a fresh build
+    assert all(torch.allclose(p, q, atol=1e-6)
+               for p, q in zip(warm.parameters(), init.parameters(), strict=True))
+    cold = models.train_cached("w", _tiny_cnn, x, y, epochs=1, lr=1e-9)
+    assert not all(torch.allclose(p, q, atol=1e-3)
+                   for p, q in zip(cold.parameters(), init.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"min_steps": -1}, ValueError, "min_steps"),
+    ({"lr": 0.0}, ValueError, "lr"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"build": "MnistCNN"}, TypeError, "build must be callable"),
+    ({"y": torch.zeros(3, dtype=torch.long)}, ValueError, "same length"),
+    ({"x": np.zeros((4, 1, 28, 28), dtype=np.float32)}, TypeError, "x must be a torch.Tensor"),
+])
+def test_train_cached_rejects_bad_arguments(kwargs, error, match):
+    args = {"build": _tiny_cnn, "x": torch.rand(4, 1, 28, 28),
+            "y": torch.zeros(4, dtype=torch.long), "epochs": 1, **kwargs}
+    with pytest.raises(error, match=match):
+        models.train_cached("t", args.pop("build"), args.pop("x"), args.pop("y"), **args)
