@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 NORMS = ("linf", "l2")
+#: Images per forward pass when the universal perturbations evaluate their fitting set: on a CPU,
+#: chunks of a few hundred images run about twice as fast as one pass over 1,000 (cache-sized
+#: activations); the predictions do not depend on it.
+_UAP_EVAL_BATCH = 250
 LOSSES = ("ce", "margin")
 
 
@@ -172,7 +176,8 @@ def _steepest_ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def _universal_fooling_rate(model: nn.Module, x: torch.Tensor, v: torch.Tensor,
                             clean: torch.Tensor) -> float:
     """Share of ``x`` whose prediction under ``clip(x + v)`` differs from ``clean``."""
-    return float((models.predict(model, (x + v).clamp(0.0, 1.0)) != clean).double().mean())
+    perturbed = models.predict(model, (x + v).clamp(0.0, 1.0), _UAP_EVAL_BATCH)
+    return float((perturbed != clean).double().mean())
 
 
 def project_perturbation(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
@@ -708,7 +713,7 @@ def universal_perturbation(
         return (v, history) if return_history else v
     gradients = 0
     with _attack_mode(model):
-        clean = models.predict(model, x)
+        clean = models.predict(model, x, _UAP_EVAL_BATCH)
         bar = _bar(max_passes * x.shape[0], "DeepFool-UAP images", progress)
         for p in range(1, max_passes + 1):
             for block in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
@@ -804,7 +809,7 @@ def sgd_universal_perturbation(
     if eps == 0.0:
         return (v, history) if return_history else v
     with _attack_mode(model):
-        clean = models.predict(model, x)
+        clean = models.predict(model, x, _UAP_EVAL_BATCH)
         pull = None if target is None else torch.full_like(clean, target)
         bar = _bar(epochs * len(range(0, x.shape[0], batch_size)), "SGD-UAP batches", progress)
         for epoch in range(1, epochs + 1):
