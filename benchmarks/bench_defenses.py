@@ -5,8 +5,10 @@ Arms, all on the same freshly initialised ``MnistCNN`` and the same ``--n`` trai
 
 * ``standard``: plain training;
 * ``fgsm_rs``: training with ``defenses.adversarial_perturbation("fgsm_rs", 0.3)`` (one
-  forward/backward for the attack, one for the update: expected about 2x standard);
-* ``pgd2``: PGD-AT with two steps, as ``defenses.PGD_AT_CONFIG`` (expected about 3x);
+  forward/backward for the attack, one for the update: expected about 2x standard, somewhat more
+  because the attack's backward pass also propagates to the input, which the update's does not);
+* ``pgd2``: PGD-AT with two steps, as ``defenses.PGD_AT_CONFIG`` (expected about 3x, and more
+  for the same reason);
 
 and certification throughput: ``defenses.smoothed_counts`` on ``--cert-images`` test images with
 ``--samples`` noise draws each, reported as images x samples per second.
