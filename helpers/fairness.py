@@ -846,8 +846,9 @@ def interpolate_knob(sweep: pd.DataFrame, knob: str, column: str, target: float)
         return float(x[0])
     for i in range(1, len(x)):
         if y[i] >= target:
-            if y[i] == y[i - 1]:
-                return float(x[i])
+            # (mutation testing: unreachable, y[i - 1] < target <= y[i] here; kept as a guard)
+            if y[i] == y[i - 1]:  # pragma: no mutate
+                return float(x[i])  # pragma: no mutate
             return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
     raise ValueError(f"target must be reached in the sweep: {column} never reaches {target:g} "
                      f"(max {y.max():.3f})")

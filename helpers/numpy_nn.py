@@ -177,7 +177,8 @@ class Dense(Layer):
         self.b = np.zeros(m, dtype=dt)
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
-        self._x: np.ndarray | None = None
+        # mutation testing: _x is read only in backward, after _check_grad has seen forward's _out
+        self._x: np.ndarray | None = None  # pragma: no mutate
         self._out: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -303,7 +304,8 @@ class SoftmaxCrossEntropy:
 
     def __init__(self):
         self._p: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+        # mutation testing: _y is read only in backward, after the _p check has seen forward
+        self._y: np.ndarray | None = None  # pragma: no mutate
 
     def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
         """Return the mean loss; caches the probabilities and labels for :meth:`backward`."""
@@ -421,7 +423,8 @@ class Sequential:
             layer = self.layers[i]
             if i == first:
                 # The input gradient of the first Dense layer is never needed: skip a matmul.
-                layer.backward(grad, need_input_grad=False)
+                # (mutation testing: True/None only compute that unused matmul; same gradients)
+                layer.backward(grad, need_input_grad=False)  # pragma: no mutate
             else:
                 grad = layer.backward(grad)
 
@@ -761,7 +764,7 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
                     loss_sum += loss * len(idx)
                     seen += len(idx)
                     correct += int((logits.argmax(axis=1) == yb).sum())
-                    bar.update(1)
+                    bar.update(1)  # pragma: no mutate (display only)
                     if not math.isfinite(loss):
                         diverged = True
                         break
@@ -776,10 +779,12 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
                 "seconds": elapsed,
             }
             if x_val is not None and not diverged:
-                with np.errstate(over="ignore", invalid="ignore"):
+                # pragma below: it only silences warnings of a non-finite validation loss
+                with np.errstate(over="ignore", invalid="ignore"):  # pragma: no mutate
                     record["val_loss"], record["val_acc"] = _evaluate(net, x_val, y_val)
             history.append(record)
-            bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)
+            # pragma below: display only (the bar is drawn with leave=False)
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", refresh=False)  # pragma: no mutate
             if diverged:
                 break
     finally:

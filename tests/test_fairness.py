@@ -722,3 +722,221 @@ def test_undefined_quantities_raise_instead_of_nan(call):
 def test_bad_mitigation_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -------------------------------------------- mutation testing (make mutation MODULES=fairness)
+# Each test below fails on single-token bugs that mutmut planted and the tests above missed:
+# a boundary (< for <=), a wrong parameter name in a message, a formula with / for *. Messages
+# are matched from the start (^) so that a message naming the wrong parameter fails.
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: F.selection_rate([0, 2]), ValueError, r"^y_pred must hold integers in \[0, 2\)"),
+    (lambda: F.selection_rate(Y_PRED, sample_weight=[1.0, 2.0]), ValueError,
+     r"^sample_weight and y_pred must have the same length"),
+    (lambda: F.selection_rate(Y_PRED, group="M"), ValueError,
+     r"^group must be None when sensitive is None; pass both or neither$"),
+    (lambda: F.selection_rate([1, 0], sample_weight=[0.0, 0.0]), ValueError,
+     r"^selection_rate is undefined: the subset it is computed on is empty$"),
+    (lambda: F.selection_rate(Y_PRED, S[:3], "M"), ValueError,
+     r"^sensitive and y_pred must have the same length"),
+    (lambda: F.selection_rate(Y_PRED, S), ValueError,
+     r"^group must be given with sensitive: the group to compute the rate of$"),
+    (lambda: F.selection_rate(Y_PRED, S, "F", sample_weight=[1.0] * 4 + [0.0] * 4), ValueError,
+     r"^selection rate of group 'F' is undefined"),
+    (lambda: F.rates_by_group(Y_TRUE, [], S), TypeError,
+     r"^predictions must be a non-empty mapping name -> decisions, got list$"),
+    (lambda: F.rates_by_group(Y_TRUE, {"a": Y_PRED}, S, columns=("tp",)), ValueError,
+     r"^columns must be one of"),
+    (lambda: F.goal_verdict((0.9, 0.8), (1.0, 1.4)), ValueError,
+     r"^di_interval must be \(low, high\) with low <= high"),
+    (lambda: F.goal_verdict((0.8, 0.9), (1.4, 1.0)), ValueError,
+     r"^drop_interval must be \(low, high\) with low <= high"),
+    (lambda: F.goal_verdict([[0.8, 0.9]], (1.0, 1.4)), ValueError, r"^di_interval must be 1-D"),
+    (lambda: F.goal_verdict((0.8, 0.9), (1.0, 1.4), min_di="a"), TypeError,
+     r"^min_di must be a real number"),
+    (lambda: F.goal_verdict((0.8, 0.9), (1.0, 1.4), max_drop="a"), TypeError,
+     r"^max_drop must be a real number"),
+    (lambda: F.interpolate_knob("sweep", "k", "di", 0.8), TypeError,
+     r"^sweep must be a pandas DataFrame"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [], "di": []}), "k", "di", 0.8), ValueError,
+     r"^sweep must have at least one row, got an empty DataFrame$"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [0.0], "di": [0.9]}), "k", "di", "a"),
+     TypeError, r"^target must be a real number"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [0.0, np.nan], "di": [0.1, 0.9]}), "k", "di",
+                                0.8), ValueError, r"^sweep\['k'\] must hold finite numbers"),
+    (lambda: F.interpolate_knob(pd.DataFrame({"k": [0.0, 1.0], "di": [0.1, np.nan]}), "k", "di",
+                                0.8), ValueError, r"^sweep\['di'\] must hold finite numbers"),
+])
+def test_errors_name_the_parameter(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_group_report_sorts_mixed_groups_as_text_and_names_the_missing_class():
+    s = np.array([1, 1, 1, "b", "b", "b"], dtype=object)
+    y_true = np.array([1, 0, 0, 1, 0, 1])  # group 1 has exactly one positive
+    y_pred = np.array([1, 0, 1, 0, 0, 1])
+    report = F.group_report(y_true, y_pred, s)
+    assert report.index.tolist() == [1, "b"]
+    assert report.loc[1, "tpr"] == 1.0
+    assert report.loc[1, "fpr"] == 0.5
+    with pytest.raises(ValueError, match=r"^y_true must hold both classes in every group: group "
+                                         r"'F' has no negative examples, so its TPR/FPR is "
+                                         r"undefined$"):
+        F.group_report([1, 0, 1, 1], [1, 0, 1, 1], ["M", "M", "F", "F"])
+    with pytest.raises(ValueError, match=r"^y_true must hold both classes in every group: group "
+                                         r"'F' has no positive examples, so its TPR/FPR is "
+                                         r"undefined$"):
+        F.group_report([1, 0, 0, 0], [1, 0, 0, 0], ["M", "M", "F", "F"])
+
+
+def test_rates_by_group_accepts_every_documented_column():
+    cols = ("size", "base_rate", "selection_rate", "tpr", "fpr", "accuracy")
+    table = F.rates_by_group(Y_TRUE, {"a": Y_PRED}, S, columns=cols)
+    report = F.group_report(Y_TRUE, Y_PRED, S)
+    for c in cols:
+        for g in ("F", "M"):
+            assert table.loc["a", (c, g)] == pytest.approx(report.loc[g, c])
+
+
+def test_goal_verdict_boundaries():
+    # an interval touching the bound from the right side is not "entirely on the wrong side"
+    assert F.goal_verdict((0.7, 0.8), (1.0, 1.4)) == "inconclusive"
+    assert F.goal_verdict((0.82, 0.9), (1.5, 2.0)) == "inconclusive"
+    assert F.goal_verdict((0.85, 0.85), (1.0, 1.0)) == "met"  # a zero-width interval is valid
+
+
+def test_interpolate_knob_scales_with_the_knob_spacing_and_reaches_the_last_row():
+    sweep = pd.DataFrame({"k": [0.0, 2.0, 4.0], "di": [0.3, 0.6, 1.0]})
+    # between (2, 0.6) and (4, 1.0): 2 + (0.8 - 0.6) * (4 - 2) / (1.0 - 0.6) = 3
+    assert F.interpolate_knob(sweep, "k", "di", 0.8) == pytest.approx(3.0)
+    assert F.interpolate_knob(sweep, "k", "di", 1.0) == pytest.approx(4.0)
+
+
+def test_group_report_index_and_nearest_neighbors_defaults():
+    assert F.group_report(Y_TRUE, Y_PRED, S).index.name == "group"
+    x = np.arange(14.0).reshape(7, 2)
+    assert F.nearest_neighbors(x).shape == (7, 5)  # k = 5 by default
+    line = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])  # no ties: 0 <-> 1, 3 -> 1
+    np.testing.assert_array_equal(F.nearest_neighbors(line, k=1).ravel(), [1, 0, 1])
+    with pytest.raises(ValueError, match=r"^k must be smaller than the number of rows of X "
+                                         r"\(3\), got 3$"):
+        F.nearest_neighbors(np.zeros((3, 2)), k=3)
+    with pytest.raises(ValueError, match=r"^X must be 2-D"):
+        F.nearest_neighbors(np.zeros(3))
+
+
+def _small_split():
+    """8 rows with the two columns threshold_sweep needs, and scores that rank them."""
+    df = pd.DataFrame({"sex": ["Male"] * 4 + ["Female"] * 4,
+                       F.LABEL: [1, 0, 1, 0, 1, 1, 0, 0]})
+    scores = np.array([0.9, 0.6, 0.4, 0.2, 0.7, 0.45, 0.3, 0.1])
+    return df, scores
+
+
+def _more_bad_calls():
+    df, sc = _small_split()
+    th = {"Male": 0.5, "Female": 0.4}
+    x4 = np.arange(8.0).reshape(4, 2)
+    return [
+        (lambda: F.apply_thresholds(sc, df["sex"][:3], th), ValueError,
+         r"^sensitive and scores must have the same length"),
+        (lambda: F.apply_thresholds(sc, df["sex"], [0.5]), TypeError,
+         r"^thresholds must be a mapping group -> threshold, got list$"),
+        (lambda: F.apply_thresholds(np.zeros((8, 1)), df["sex"], th), ValueError,
+         r"^scores must be 1-D"),
+        (lambda: F.group_thresholds(np.zeros((8, 1)), df["sex"]), ValueError,
+         r"^scores must be 1-D"),
+        (lambda: F.group_thresholds(sc, df["sex"][:3]), ValueError,
+         r"^sensitive and scores must have the same length"),
+        (lambda: F.group_thresholds(sc, df["sex"], "parity"), ValueError,
+         r"^target must be one of"),
+        (lambda: F.group_thresholds(sc, df["sex"], "equal_opportunity"), ValueError,
+         r"^y_true must be given when target='equal_opportunity'$"),
+        (lambda: F.group_thresholds(sc, df["sex"], y_true=[2] * 8), ValueError,
+         r"^y_true must hold integers in \[0, 2\)"),
+        (lambda: F.group_thresholds(sc, df["sex"], y_true=[1] * 3), ValueError,
+         r"^y_true and scores must have the same length"),
+        (lambda: F.threshold_sweep({}, sc, df, sc, df, [0.0]), TypeError,
+         r"^thresholds must be a non-empty mapping group -> threshold, got dict$"),
+        (lambda: F.threshold_sweep({"Male": "a"}, sc, df, sc, df, [0.0]), TypeError,
+         r"^thresholds\['Male'\] must be a real number"),
+        (lambda: F.threshold_sweep(th, sc, "val", sc, df, [0.0]), TypeError,
+         r"^val must be a pandas DataFrame"),
+        (lambda: F.threshold_sweep(th, sc, df[["sex"]], sc, df, [0.0]), ValueError,
+         r"^val must have the columns"),
+        (lambda: F.threshold_sweep(th, sc, df, sc, "test", [0.0]), TypeError,
+         r"^test must be a pandas DataFrame"),
+        (lambda: F.threshold_sweep(th, sc, df, sc, df[["sex"]], [0.0]), ValueError,
+         r"^test must have the columns"),
+        (lambda: F.threshold_sweep(th, sc + 1, df, sc, df, [0.0]), ValueError,
+         r"^scores_val must hold values <= 1"),
+        (lambda: F.threshold_sweep(th, sc, df, sc + 1, df, [0.0]), ValueError,
+         r"^scores_test must hold values <= 1"),
+        (lambda: F.threshold_sweep(th, sc[:3], df, sc, df, [0.0]), ValueError,
+         r"^scores_val and val must have the same length"),
+        (lambda: F.threshold_sweep(th, sc, df, sc[:3], df, [0.0]), ValueError,
+         r"^scores_test and test must have the same length"),
+        (lambda: F.consistency(None, sc), ValueError,
+         r"^X must be given when neighbors is None \(or pass neighbors from "
+         r"nearest_neighbors\)$"),
+        (lambda: F.consistency(np.zeros(8), sc), ValueError, r"^X must be 2-D"),
+        (lambda: F.consistency(x4, sc), ValueError,
+         r"^X and y_score must have the same length"),
+        (lambda: F.consistency(x4, [0.5, 2.0, 0.0, 0.0]), ValueError,
+         r"^y_score must hold values <= 1"),
+        (lambda: F.consistency(None, sc[:4], neighbors=[1, 0, 1, 2]), ValueError,
+         r"^neighbors must be 2-D"),
+        (lambda: F.consistency(None, sc[:4], neighbors=[[1], [0], [-1], [2]]), ValueError,
+         r"^neighbors must hold values >= 0"),
+        (lambda: F.consistency(None, sc[:4], neighbors=[[1], [0], [4], [2]]), ValueError,
+         r"^neighbors must hold values <= 3"),
+        (lambda: F.consistency(None, sc[:4], neighbors=[[1], [0], [1]]), ValueError,
+         r"^neighbors and y_score must have the same length"),
+        (lambda: F.association_with("df", "sex", ["x"]), TypeError,
+         r"^df must be a pandas DataFrame"),
+        (lambda: F.association_with(df, "sex", []), ValueError,
+         r"^features must name at least one column$"),
+        (lambda: F.association_with(df.assign(c=1.0), "sex", ["c"]), ValueError,
+         r"^features must not be constant: 'c' has an undefined correlation ratio$"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_more_bad_calls())))
+def test_more_errors_name_the_parameter(case):
+    call, error, match = _more_bad_calls()[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_association_with_unequal_groups_measures_and_order():
+    # groups of 3 and 1: the correlation ratio weights each group mean by its size
+    df = pd.DataFrame({"g": ["a", "a", "a", "b"], "x": [0.0, 1.0, 2.0, 5.0],
+                       "c": ["u", "u", None, "v"]})
+    out = F.association_with(df, "g", ["x", "c"])
+    assert list(out.columns) == ["feature", "measure", "value"]
+    assert out.index.tolist() == [0, 1]
+    # mean 2, group means 1 and 5: between = 3 * 1 + 1 * 9 = 12, total = 4 + 1 + 0 + 9 = 14
+    x_row = out.set_index("feature").loc["x"]
+    assert x_row["value"] == pytest.approx(np.sqrt(12 / 14))
+    assert x_row["measure"] == "correlation ratio"
+    assert out.set_index("feature").loc["c", "measure"] == "Cramér's V"
+    assert out["value"].is_monotonic_decreasing
+    assert out["value"].iloc[0] > out["value"].iloc[1]
+
+
+def test_consistency_default_k_and_threshold_sweep_columns():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 2))
+    y = (rng.random(12) > 0.5).astype(int)
+    assert F.consistency(x, y) == F.consistency(None, y, neighbors=F.nearest_neighbors(x, 5))
+    df, sc = _small_split()
+    th = {"Male": 0.5, "Female": 0.4}
+    nbrs = F.nearest_neighbors(sc.reshape(-1, 1), k=2)
+    sweep = F.threshold_sweep(th, sc, df, sc, df, [1.0], neighbors=nbrs)
+    y_hat = F.apply_thresholds(sc, df["sex"], th)
+    assert sweep["strength"].tolist() == [1.0]
+    assert sweep["val_accuracy"].iloc[0] == pytest.approx(np.mean(y_hat == df[F.LABEL]))
+    assert sweep["consistency"].iloc[0] == pytest.approx(F.consistency(None, y_hat,
+                                                                       neighbors=nbrs))

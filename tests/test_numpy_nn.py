@@ -607,3 +607,339 @@ def test_array_likes_are_accepted():
     net = nn.mlp([2, 3, 2], seed=0)
     x, y = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], [0, 1, 0]
     assert nn.accuracy(net, x, y) == nn.accuracy(net, np.array(x), np.array(y))
+
+
+# -------------------------------------------- mutation testing (make mutation MODULES=numpy_nn)
+# Each test below fails on single-token bugs that mutmut planted and the tests above missed: a
+# wrong bound or parameter name in a check, a dropped dtype conversion, a global instead of a
+# row-wise max, a wrong default. Error messages are matched from the start (^) so that a
+# message naming the wrong parameter fails.
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: nn.Dense(0, 3), ValueError, r"^in_features must be an integer >= 1, got 0$"),
+        (lambda: nn.Dense(3, 0), ValueError, r"^out_features must be an integer >= 1, got 0$"),
+        (lambda: nn.mlp([2, 0]), ValueError, r"^sizes\[i\] must be an integer >= 1, got 0$"),
+        (lambda: nn.mlp([3]), ValueError,
+         r"^sizes must list at least input and output widths, got \[3\]$"),
+        (lambda: nn.Sequential([]), ValueError, r"^layers must contain at least one layer$"),
+        (lambda: nn.Sequential([nn.ReLU()]), ValueError,
+         r"^layers must contain at least one Dense layer$"),
+        (lambda: nn.Sequential([nn.Dense(2, 3), "relu"]), TypeError,
+         r"^layers\[1\] must be a Layer, got str$"),
+        (lambda: nn.Sequential([nn.Dense(2, 2), nn.Dense(2, 2, dtype=np.float64)]), TypeError,
+         r"^all Dense layers must share one dtype, got \['float32', 'float64'\]$"),
+        (lambda: nn.SGD("a"), TypeError, r"^lr must be a real number, got str$"),
+        (lambda: nn.SGD(0.1, weight_decay="a"), TypeError,
+         r"^weight_decay must be a real number, got str$"),
+        (lambda: nn.SGD(0.1, momentum="a"), TypeError, r"^momentum must be a real number"),
+        (lambda: nn.Adam(betas=0.9), TypeError,
+         r"^betas must be a pair \(beta1, beta2\), got 0\.9$"),
+        (lambda: nn.Adam(betas=("a", 0.9)), TypeError, r"^betas\[i\] must be a real number"),
+        (lambda: nn.Adam(betas=(1.0, 0.5)), ValueError, r"^betas must be in \[0, 1\)"),
+        (lambda: nn.Adam(eps="a"), TypeError, r"^eps must be a real number"),
+        (lambda: nn.Adam(eps=0), ValueError, r"^eps must be > 0, got 0\.0$"),
+        (lambda: nn.make_spirals(0), ValueError, r"^n_samples must be an integer >= 1, got 0$"),
+        (lambda: nn.make_spirals(10, n_classes=1), ValueError,
+         r"^n_classes must be an integer >= 2, got 1$"),
+        (lambda: nn.make_spirals(noise="a"), TypeError, r"^noise must be a real number"),
+        (lambda: nn.make_spirals(turns="a"), TypeError, r"^turns must be a real number"),
+        (lambda: nn.make_spirals(noise=-1), ValueError, r"^noise must be >= 0, got -1\.0$"),
+        (lambda: nn.make_spirals(turns=0), ValueError, r"^turns must be > 0, got 0\.0$"),
+        (lambda: nn.Sequential([nn.Dense(2, 2)]).astype(np.int32), TypeError,
+         r"^dtype must be float32 or float64, got int32$"),
+    ],
+)
+def test_constructor_errors_name_the_parameter(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_boundary_values_are_accepted():
+    # the smallest legal values (a bound off by one rejects them)
+    assert nn.Dense(3, 1).W.shape == (3, 1)
+    assert nn.mlp([1, 3, 2]).in_features == 1
+    assert nn.Adam(betas=(0.0, 0.0)).beta1 == 0.0
+    assert nn.make_spirals(1)[0].shape == (1, 2)
+    assert nn.make_spirals(10, noise=0)[0].shape == (10, 2)
+    assert nn.make_spirals(10, turns=0.5)[0].shape == (10, 2)
+    net, x, _ = _net_and_data()
+    np.testing.assert_allclose(net.predict_proba(x, batch_size=1), net.predict_proba(x), rtol=1e-6)
+
+
+def _call_errors():
+    net, x, y = _net_and_data()
+    bad_x = np.zeros((6, 5), dtype=np.float32)
+    opt = nn.SGD(0.1)
+    return [
+        (lambda: nn.fit("net", x, y, progress=False), TypeError,
+         r"^net must be a Sequential, got str$"),
+        (lambda: nn.accuracy("net", x, y), TypeError, r"^net must be a Sequential, got str$"),
+        (lambda: nn.gradient_check("net", x, y), TypeError,
+         r"^net must be a Sequential, got str$"),
+        (lambda: nn.dead_relu_fraction("net", x), TypeError,
+         r"^net must be a Sequential, got str$"),
+        (lambda: nn.fit(net, x, y, x_val=x, progress=False), ValueError,
+         r"^x_val and y_val must be given together$"),
+        (lambda: nn.fit(net, x, y, x_val=bad_x, y_val=y, progress=False), ValueError,
+         r"^x_val has 5 features but the network expects 4$"),
+        (lambda: nn.fit(net, x, y, x_val=x, y_val=y[:5], progress=False), ValueError,
+         r"^y_val must have 6 labels \(one per example\), got 5$"),
+        (lambda: nn.fit(net, x, y, x_val=x, y_val=y + 1, progress=False), ValueError,
+         r"^y_val must hold integers in \[0, 3\)"),
+        (lambda: nn.fit(net, x, y, optimizer="adam", progress=False), TypeError,
+         r"^optimizer must be SGD or Adam, got str$"),
+        (lambda: nn.fit(net, x, y, lr_schedule=0.1, progress=False), TypeError,
+         r"^lr_schedule must be a callable epoch -> learning rate$"),
+        (lambda: nn.fit(net, x, y, lr_schedule=lambda e: "a", progress=False), TypeError,
+         r"^lr_schedule\(epoch\) must be a real number"),
+        (lambda: nn.accuracy(net, x, y[:5]), ValueError, r"^y must have 6 labels"),
+        (lambda: nn.accuracy(net, x, y + 1), ValueError, r"^y must hold integers in \[0, 3\)"),
+        (lambda: nn.gradient_check(net, x, y, eps="a"), TypeError,
+         r"^eps must be a real number"),
+        (lambda: nn.gradient_check(net, x, y, eps=1), ValueError,
+         r"^eps must be in \(0, 1\), got 1\.0$"),
+        (lambda: net.forward(np.ones((2, 4), dtype=bool)), TypeError,
+         r"^x must hold real numbers, got dtype bool$"),
+        (lambda: opt.step([np.zeros(2)], []), ValueError,
+         r"^got 1 params but 0 grads; they must match$"),
+        (lambda: opt.step([np.zeros(2)], [np.zeros(3)]), ValueError,
+         r"^params\[0\] has shape \(2,\) but grads\[0\] has \(3,\)$"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_call_errors())))
+def test_call_errors_name_the_parameter(case):
+    call, error, match = _call_errors()[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_optimiser_reuse_message_is_exact():
+    opt = nn.SGD(0.1)
+    opt.step([np.zeros(2)], [np.zeros(2)])
+    with pytest.raises(ValueError, match=r"^this optimiser was used with different parameters "
+                                         r"before$"):
+        opt.step([np.zeros(3)], [np.zeros(3)])
+
+
+@pytest.mark.parametrize("layer", [nn.Dense(2, 3), nn.ReLU(), nn.Sigmoid(), nn.Tanh()],
+                         ids=["dense", "relu", "sigmoid", "tanh"])
+def test_backward_before_forward_names_the_layer(layer):
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=rf"^{name}\.backward called before forward$"):
+        layer.backward(np.zeros((1, 3)))
+
+
+def test_backward_before_forward_after_astype():
+    net = nn.mlp([2, 3, 2], seed=0, dtype=np.float64)
+    net.forward(np.zeros((1, 2)))
+    copy32 = net.astype(np.float32)  # a fresh copy has no cached activations
+    with pytest.raises(RuntimeError, match=r"^Dense\.backward called before forward$"):
+        copy32.layers[0].backward(np.zeros((1, 3), dtype=np.float32))
+
+
+def test_loss_before_forward_and_bad_logits():
+    loss_fn = nn.SoftmaxCrossEntropy()
+    with pytest.raises(RuntimeError,
+                       match=r"^SoftmaxCrossEntropy\.backward called before forward$"):
+        loss_fn.backward()
+    with pytest.raises(RuntimeError,
+                       match=r"^SoftmaxCrossEntropy\.probabilities called before forward$"):
+        loss_fn.probabilities()
+    with pytest.raises(ValueError, match=r"^logits must be a 2-D array \(N, n_classes\), got "
+                                         r"None$"):
+        loss_fn.forward([[0.0, 1.0]], [0])
+    with pytest.raises(ValueError, match=r"^logits must be a 2-D array \(N, n_classes\), got "
+                                         r"\(2,\)$"):
+        loss_fn.forward(np.zeros(2), [0])
+
+
+def test_shape_errors_report_the_shape_received():
+    dense = nn.Dense(2, 3)
+    with pytest.raises(ValueError, match=r"^Dense expects x of shape \(N, 2\), got \(4, 3\)$"):
+        dense.forward(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"^Dense expects x of shape \(N, 2\), got None$"):
+        dense.forward([[1.0, 2.0]])
+    tanh = nn.Tanh()
+    tanh.forward(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"^grad_out must have the output's shape \(2, 2\), got "
+                                         r"\(3, 2\)$"):
+        tanh.backward(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"^grad_out must have the output's shape \(2, 2\), got "
+                                         r"None$"):
+        tanh.backward([[0.0, 0.0], [0.0, 0.0]])
+
+
+def test_layers_compute_in_their_dtype():
+    dense = nn.Dense(3, 2, seed=0)  # float32
+    x64 = np.random.default_rng(0).normal(size=(5, 3))
+    out = dense.forward(x64)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, x64.astype(np.float32) @ dense.W + dense.b)
+    relu = nn.ReLU()
+    relu.forward(np.ones((2, 2), dtype=np.float32))
+    assert relu.backward(np.ones((2, 2), dtype=np.float32)).dtype == np.float32
+    net64 = nn.mlp([2, 3, 2], seed=0, dtype=np.float64)
+    net32 = net64.astype(np.float32)
+    assert net32.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in net32.params())
+    assert net64.dtype == np.float64  # the copy, not the original, was converted
+
+
+def test_entry_points_cast_inputs_to_the_network_dtype_first():
+    # a network whose first layer is not Dense: tanh in float64 then rounded differs in the last
+    # bits from tanh in float32, so only a cast before the first layer gives identical outputs
+    rng = np.random.default_rng(0)
+    net = nn.Sequential([nn.Tanh(), nn.Dense(3, 2, seed=0)])
+    x64 = rng.normal(size=(200, 3))
+    x32 = x64.astype(np.float32)
+    np.testing.assert_array_equal(net.forward(x64), net.forward(x32))
+    np.testing.assert_array_equal(net.predict_proba(x64), net.predict_proba(x32))
+    y = rng.integers(0, 2, size=200)
+    assert nn.layer_gradient_norms(net, x64, y) == nn.layer_gradient_norms(net, x32, y)
+
+
+def test_fit_checks_finiteness_after_the_cast_to_float32():
+    # 1e39 is finite in float64 but overflows float32: the network would train on inf
+    net, x, y = _net_and_data()
+    big = x.astype(np.float64)
+    big[0, 0] = 1e39
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match=r"^x contains NaN or "
+                                                                     r"infinite values$"):
+        nn.fit(net, big, y, progress=False)
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match=r"^x_val contains NaN or "
+                                                                     r"infinite values$"):
+        nn.fit(net, x, y, x_val=big, y_val=y, progress=False)
+
+
+def test_softmax_subtracts_the_row_maximum():
+    # rows on very different scales: subtracting one global maximum underflows row 1 to 0/0
+    logits = np.array([[1000.0, 0.0], [0.0, 1.0]])
+    loss_fn = nn.SoftmaxCrossEntropy()
+    with np.errstate(all="ignore"):
+        loss = loss_fn.forward(logits, np.array([0, 1]))
+    assert loss == pytest.approx(np.log1p(np.exp(-1.0)) / 2, rel=1e-12)
+    net = nn.Sequential([nn.Dense(1, 2, dtype=np.float64)])
+    net.layers[0].W[:] = [[1000.0, -1.0]]
+    net.layers[0].b[:] = [0.0, 1.0]
+    with np.errstate(all="ignore"):
+        p = net.predict_proba(np.array([[1.0], [0.0]]))
+    e = np.e
+    np.testing.assert_allclose(p, [[1.0, 0.0], [1 / (1 + e), e / (1 + e)]], rtol=1e-12)
+
+
+def test_reprs_and_sizes():
+    net = nn.mlp([2, 3, 2], seed=0)
+    assert repr(net) == ("Sequential(\n  Dense(2, 3, init='he'),\n  ReLU(),\n"
+                         "  Dense(3, 2, init='he')\n)")
+    assert repr(nn.Dense(3, 4, init="xavier")) == "Dense(3, 4, init='xavier')"
+    assert net.n_params() == 2 * 3 + 3 + 3 * 2 + 2
+    assert repr(nn.SGD()) == "SGD(lr=0.1, momentum=0.0, weight_decay=0.0)"
+    assert repr(nn.Adam()) == "Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
+
+
+def test_mlp_pairs_the_initialisation_with_the_activation():
+    assert [la.init for la in nn.mlp([2, 3, 2]).layers[::2]] == ["he", "he"]
+    assert [la.init for la in nn.mlp([2, 3, 2], "tanh").layers[::2]] == ["xavier", "xavier"]
+    assert [la.init for la in nn.mlp([2, 3, 2], "sigmoid").layers[::2]] == ["xavier", "xavier"]
+    assert nn.mlp([2, 3, 2], init="xavier").layers[0].init == "xavier"
+
+
+def test_copy_is_deep():
+    net = nn.mlp([2, 3, 2], seed=0)
+    twin = net.copy()
+    twin.params()[0] += 1.0
+    assert not np.array_equal(twin.params()[0], net.params()[0])
+
+
+def test_fit_defaults_are_the_documented_ones(capsys):
+    x, y = nn.make_spirals(300, seed=0)
+    a, b = nn.mlp([2, 8, 2], seed=0), nn.mlp([2, 8, 2], seed=0)
+    nn.fit(a, x, y, epochs=1, progress=False)
+    nn.fit(b, x, y, epochs=1, batch_size=128, optimizer=nn.Adam(1e-3), seed=0, progress=False)
+    for p, q in zip(a.params(), b.params(), strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert capsys.readouterr().err == ""  # progress=False draws nothing
+    nn.fit(a, x[:10], y[:10], epochs=2, batch_size=4, optimizer=nn.SGD(1e-3), desc="train")
+    err = capsys.readouterr().err  # the default progress=True draws a bar of 2 x 3 batches
+    assert "train:" in err
+    assert "/6 " in err
+    nn.fit(a, x[:10], y[:10], epochs=1, batch_size=4, optimizer=nn.SGD(1e-3))
+    assert "fit:" in capsys.readouterr().err
+
+
+def test_make_spirals_geometry_and_defaults():
+    # noise 0: each point is r (cos phi, sin phi) with r = t in [0.05, 1] and
+    # phi = 2 pi (turns t + k / K), so the angle is known from the radius and the class
+    x, y = nn.make_spirals(900, n_classes=3, noise=0.0, turns=1.5, seed=0)
+    r = np.hypot(x[:, 0], x[:, 1])
+    assert r.min() >= 0.05 - 1e-6
+    assert r.max() <= 1 + 1e-6
+    assert r.min() < 0.1
+    assert r.max() > 0.95
+    phi = 2 * np.pi * (1.5 * r + y / 3)
+    np.testing.assert_allclose(np.cos(phi) * r, x[:, 0], atol=1e-5)
+    np.testing.assert_allclose(np.sin(phi) * r, x[:, 1], atol=1e-5)
+    # the same seed draws the same t and permutation, so the difference is the noise alone,
+    # N(0, (0.1 * noise)^2) per coordinate; 4000 draws: the sample std has a relative standard
+    # error of 1/sqrt(2 * 4000) = 1.1%, the tolerance is 5.5 of them
+    a, _ = nn.make_spirals(2000, noise=0.0, seed=3)
+    b, _ = nn.make_spirals(2000, noise=0.3, seed=3)
+    d = (b - a).astype(np.float64)
+    assert d.std() == pytest.approx(0.03, rel=0.06)
+    assert abs(d.mean()) < 5 * 0.03 / np.sqrt(d.size)
+    default = nn.make_spirals()
+    explicit = nn.make_spirals(600, n_classes=2, noise=0.2, turns=1.5, seed=0)
+    for u, v in zip(default, explicit, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_gradient_errors_is_the_norm_wise_relative_error(monkeypatch):
+    # if backprop returned exactly twice the true gradient g, every array's error would be
+    # |2g - g| / (|2g| + |g|) = 1/3, whatever the size of g (small inputs make some g tiny)
+    rng = np.random.default_rng(0)
+    net = nn.mlp([3, 4, 2], activation="tanh", seed=0)
+    x = 0.01 * rng.normal(size=(5, 3))
+    y = rng.integers(0, 2, size=5)
+    original = nn.SoftmaxCrossEntropy.backward
+    monkeypatch.setattr(nn.SoftmaxCrossEntropy, "backward", lambda self: 2 * original(self))
+    errors = nn.gradient_errors(net, x, y)
+    assert min(np.linalg.norm(g) for g in net.astype(np.float64).params()) < 1
+    assert list(errors.values()) == pytest.approx([1 / 3] * 4, rel=1e-5)
+
+
+def test_dead_relu_fraction_one_of_three():
+    net = nn.Sequential([nn.Dense(1, 3), nn.ReLU(), nn.Dense(3, 2)])
+    net.layers[0].W[:] = [[1.0, -1.0, 2.0]]
+    net.layers[0].b[:] = [0.0, -10.0, 0.0]
+    assert nn.dead_relu_fraction(net, np.linspace(-1, 1, 9).reshape(-1, 1)) == pytest.approx(1 / 3)
+
+
+def test_fit_validation_in_several_batches_and_epoch_times():
+    # 4100 validation rows: _evaluate works in batches of 4096, so the last batch must be added
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 2)).astype(np.float32), rng.integers(0, 2, size=20)
+    x_val, y_val = rng.normal(size=(4100, 2)), rng.integers(0, 2, size=4100)
+    net = nn.mlp([2, 3, 2], seed=0, dtype=np.float64)
+    hist = nn.fit(net, x, y, epochs=2, batch_size=8, optimizer=nn.SGD(0.1), x_val=x_val,
+                  y_val=y_val, progress=False)
+    logits = net.forward(x_val)
+    assert hist[-1]["val_loss"] == pytest.approx(_naive_ce(logits, y_val), rel=1e-9)
+    assert hist[-1]["val_acc"] == pytest.approx(float(np.mean(logits.argmax(1) == y_val)))
+    # cumulative training seconds: non-negative and non-decreasing
+    assert 0 <= hist[0]["seconds"] <= hist[1]["seconds"]
+
+
+def test_divergence_is_silent():
+    import warnings
+
+    x, y = nn.make_spirals(256, seed=0)
+    net = nn.mlp([2, 64, 64, 2], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # overflow in the diverging loss must not warn
+        hist = nn.fit(net, x * 100, y, epochs=2, batch_size=8, optimizer=nn.SGD(1e3),
+                      progress=False)
+    assert not np.isfinite(hist[0]["train_loss"])
