@@ -19,8 +19,7 @@ References:
 
 from __future__ import annotations
 
-import hashlib
-import math
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -30,13 +29,14 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import checks, data, models
+from helpers import checks, models
 
 __all__ = [
+    "EVAL_BATCH",
     "OUTPUTS",
     "STRATEGIES",
+    "SUBSTITUTE_WIDTH",
     "QueryAPI",
-    "SubstituteCNN",
     "agreement",
     "extract_logistic_regression",
     "jacobian_augment",
@@ -44,7 +44,6 @@ __all__ = [
     "prada_detect",
     "prada_min_distances",
     "steal",
-    "train_cached",
     "transfer_success_rate",
 ]
 
@@ -53,6 +52,13 @@ __all__ = [
 OUTPUTS = ("probabilities", "rounded", "labels")
 #: How :func:`steal` grows its query set.
 STRATEGIES = ("jacobian", "noise", "natural")
+#: The attacker's default substitute is :class:`helpers.models.MnistCNN` at this width (16 and
+#: 32 channels, about a third of the standard CNN's compute): the attacker does not know the
+#: victim's architecture, and Papernot et al. 2017 show that the substitute's matters little.
+SUBSTITUTE_WIDTH = 16
+#: Batch size of the API's and the evaluation's forward passes: on a CPU a batch of a few
+#: hundred images stays in cache and runs about twice as fast per image as one of 1,000.
+EVAL_BATCH = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +123,7 @@ class QueryAPI:
 
 
 def model_api(model: nn.Module, output: str = "probabilities", decimals: int | None = None,
-              batch_size: int = 2000) -> QueryAPI:
+              batch_size: int = EVAL_BATCH) -> QueryAPI:
     """A :class:`QueryAPI` in front of a torch classifier: :math:`p(x) = \\mathrm{softmax}(f(x))`
     computed without gradients in eval mode (the model's mode is restored after each call)."""
     checks.module(model)
@@ -207,73 +213,6 @@ def extract_logistic_regression(query: Callable, n_features: int):
 # --------------------------------------------------------------------------------------------
 
 
-class SubstituteCNN(nn.Module):
-    """The attacker's substitute: Conv(1->16, 3x3) - ReLU - MaxPool(2) - Conv(16->32, 3x3) -
-    ReLU - MaxPool(2) - FC(800->128) - ReLU - FC(128->10). About a third of the standard CNN's
-    compute; the attacker does not know the victim's architecture (Papernot et al. 2017 show
-    the substitute's architecture matters little)."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU(),
-                                  nn.Linear(128, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def _digest(*tensors) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else torch.as_tensor(t)
-        h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def train_cached(name: str, build: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor,
-                 *, epochs: int, lr: float = 1e-3, batch_size: int = 64, min_steps: int = 0,
-                 init: nn.Module | None = None, seed: int = 0,
-                 device: torch.device | str | None = None) -> nn.Module:
-    """Train ``build()`` on in-memory ``(x, y)`` with :func:`models.train` (Adam, constant
-    ``lr``), cached by :func:`models.train_or_load` under a config holding the SHA-256 of the
-    data and of ``init``'s weights, so a second run with the same data loads instead of training.
-
-    ``y`` holds labels (int64) or soft labels (float rows of probabilities: cross-entropy with
-    soft targets, i.e. distillation). ``init`` warm-starts from another model's weights.
-    Training runs for ``max(epochs, ceil(min_steps / batches per epoch))`` epochs, so tiny sets
-    still get ``min_steps`` gradient steps. The model is trained on ``device`` (default: ``x``'s
-    device). Returns the trained model in eval mode.
-    """
-    epochs = checks.integer(epochs, "epochs", low=1)
-    min_steps = checks.integer(min_steps, "min_steps", low=0)
-    batch_size = checks.integer(batch_size, "batch_size", low=1)
-    seed = checks.integer(seed, "seed", low=0)
-    checks.same_length("x", x, "y", y)
-    dev = torch.device(device) if device is not None else x.device
-    per_epoch = math.ceil(len(x) / batch_size)
-    epochs = max(epochs, math.ceil(min_steps / per_epoch))
-    init_state = None if init is None else {k: v.detach().clone()
-                                            for k, v in init.state_dict().items()}
-    config = {"data": _digest(x, y), "init": None if init is None else
-              _digest(*init_state.values()), "epochs": epochs, "lr": lr,
-              "batch_size": batch_size, "seed": seed}
-    torch.manual_seed(seed)
-    model = build().to(dev)
-
-    def fit(m: nn.Module) -> None:
-        if init_state is not None:
-            m.load_state_dict(init_state)
-        loader = data.tensor_loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)
-        models.train(m, loader, epochs, lr=lr, device=dev, desc=f"training {name}")
-
-    return models.train_or_load(name, config, model, fit)
-
-
 def jacobian_augment(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
                      lam: float = 0.1) -> torch.Tensor:
     """Jacobian-based dataset augmentation (Papernot et al. 2017, Algorithm 1, line 9):
@@ -315,7 +254,8 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
           victim_labels_test: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
           pool: torch.Tensor | None = None, lam: float = 0.1, epochs: int = 4,
           min_steps: int = 150, batch_size: int = 64, lr: float = 1e-3, seed=0,
-          name: str = "substitute", progress: bool = True):
+          build: Callable[[], nn.Module] | None = None, name: str = "substitute",
+          progress: bool = True):
     """Learning-based extraction: grow a query set, label it through ``api``, train a
     substitute after each round, and record its test accuracy and fidelity.
 
@@ -324,7 +264,9 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
 
     * ``"jacobian"``: Jacobian-based augmentation (Papernot et al. 2017): each round adds
       :func:`jacobian_augment` of the whole current set (doubling it), computed with the
-      substitute of the previous round; a round stops at the budget, taking a random subset;
+      latest substitute, the one trained at the previous budget (Papernot et al. retrain after
+      every round: give doubling budgets for that; budgets further apart let several rounds
+      share a substitute); a round stops at the budget, taking a random subset;
     * ``"noise"``: images of i.i.d. uniform pixels;
     * ``"natural"``: the next unlabeled images of ``pool`` (a natural-data attacker, Orekondy et
       al. 2019's Knockoff Nets with a random policy).
@@ -332,7 +274,10 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
     Only the new points are sent to ``api`` (answers of earlier rounds are kept), so the
     queries spent equal the set size. With probability answers the substitute is trained on
     the soft labels (distillation); with label answers on the labels. Each round warm-starts
-    from the previous round's substitute (:func:`train_cached`, so reruns load from the cache).
+    from the previous round's substitute and trains it for ``max(epochs, ceil(min_steps /
+    batches per epoch))`` epochs (:func:`helpers.models.train_cached`, so reruns load from the
+    cache). ``build()`` makes the substitute (default: :class:`helpers.models.MnistCNN` of
+    width :data:`SUBSTITUTE_WIDTH`).
 
     Fidelity is :math:`\\Pr_{x \\sim \\text{test}}[\\hat f(x) = f(x)]` with
     ``victim_labels_test`` = :math:`f(x)` computed by the caller outside the API (evaluation
@@ -366,6 +311,11 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
     victim_labels_test = checks.torch_labels(victim_labels_test, "victim_labels_test",
                                              n=len(x_test))
     y_test = checks.torch_labels(y_test, "y_test", n=len(x_test))
+    if build is None:
+        build = functools.partial(models.MnistCNN, width=SUBSTITUTE_WIDTH)
+    elif not callable(build):
+        raise TypeError(f"build must be None or callable as build() -> nn.Module, got "
+                        f"{type(build).__name__}")
     gen = checks.torch_generator(seed)
     gen = gen if gen is not None else torch.Generator().manual_seed(
         int(torch.randint(0, 2**31 - 1, (1,))))
@@ -394,10 +344,10 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
             answers.append(api(new))
             size += n_new
         x_all, a_all = torch.cat(xs), _as_targets(torch.cat(answers))
-        model = train_cached(name, SubstituteCNN, x_all, a_all, epochs=epochs, lr=lr,
-                             batch_size=batch_size, min_steps=min_steps, init=model,
-                             seed=train_seed, device=x_seed.device)
-        pred = models.predict(model, x_test)
+        model = models.train_cached(name, build, x_all, a_all, epochs=epochs, lr=lr,
+                                    batch_size=batch_size, min_steps=min_steps, init=model,
+                                    seed=train_seed, device=x_seed.device)
+        pred = models.predict(model, x_test, batch_size=EVAL_BATCH)
         history.append({"queries": api.queries - start,
                         "fidelity": float((pred == victim_labels_test).double().mean()),
                         "accuracy": float((pred == y_test).double().mean())})

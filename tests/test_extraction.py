@@ -92,7 +92,7 @@ def test_query_api_counts_every_row_and_shapes_its_answers():
 
 def test_model_api_gives_softmax_probabilities_and_restores_the_mode():
     torch.manual_seed(0)
-    model = extraction.SubstituteCNN().train()
+    model = models.MnistCNN(width=4).train()
     x = torch.rand(5, 1, 28, 28)
     api = extraction.model_api(model, batch_size=2)
     p = api(x)
@@ -145,7 +145,7 @@ def test_jacobian_augment_keeps_pixels_in_the_box():
 
 def _tiny_victim():
     torch.manual_seed(1)
-    return extraction.SubstituteCNN().eval()
+    return models.MnistCNN(width=4).eval()
 
 
 @pytest.mark.parametrize(("strategy", "output"), [("jacobian", "labels"),
@@ -246,11 +246,15 @@ def test_prada_detect_matches_scipy_and_flags_a_bimodal_stream():
         extraction.prada_detect(normal, 1.5)
 
 
-def test_train_cached_trains_once_and_loads_the_same_weights():
-    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    a = extraction.train_cached("t", extraction.SubstituteCNN, x, y, epochs=1)
-    b = extraction.train_cached("t", extraction.SubstituteCNN, x, y, epochs=1)
-    c = extraction.train_cached("t", extraction.SubstituteCNN, x, (y + 1) % 10, epochs=1)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(),
-                                                     strict=True))
+def test_steal_trains_the_substitute_that_build_makes():
+    victim = _tiny_victim()
+    x = torch.rand(10, 1, 28, 28)
+    kwargs = {"victim_labels_test": models.predict(victim, x), "x_test": x,
+              "y_test": torch.zeros(10, dtype=torch.long), "epochs": 1, "progress": False}
+    sub, _, _ = extraction.steal(extraction.model_api(victim), x, [10, 20], "noise",
+                                 build=lambda: models.MnistCNN(width=3), **kwargs)
+    assert sub.features[0].out_channels == 3
+    default, _, _ = extraction.steal(extraction.model_api(victim), x, [10], "noise", **kwargs)
+    assert default.features[0].out_channels == extraction.SUBSTITUTE_WIDTH
+    with pytest.raises(TypeError, match="build must be None or callable"):
+        extraction.steal(extraction.model_api(victim), x, [10], "noise", build="cnn", **kwargs)
