@@ -716,3 +716,183 @@ def test_bad_bounds(call, lower, upper, exc, match):
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# --------------------------------------- mutation testing (make mutation MODULES=dp_mechanisms)
+# Each test below fails on single-token bugs that mutmut planted and the tests above missed: a
+# dropped seed (the generator replaced by fresh entropy), a wrong location or scale of the noise,
+# an off-by-one bound, a parameter misnamed in its error message (matched from the start, ^).
+
+
+def _dp_bad_calls():
+    return [
+        (lambda: dp.laplace_mechanism(0.0, 1.0, 1.0, size=0), ValueError,
+         r"^size must be an integer >= 1"),
+        (lambda: dp.noisy_sum([1.0], "a", 2.0, 1.0), TypeError, r"^lower must be a real number"),
+        (lambda: dp.laplace_scale(-1.0, 1.0), ValueError, r"^sensitivity must be a number >= 0"),
+        (lambda: dp.laplace_error_bound(-1.0), ValueError, r"^scale must be a number >= 0"),
+        (lambda: dp.laplace_error_bound(1.0, 0.0), ValueError, r"^alpha must be a number"),
+        (lambda: dp.laplace_mechanism(None, 1.0, 1.0), TypeError,
+         r"^value must be a real number"),
+        (lambda: dp.laplace_mechanism([1.0, 2.0], 1.0, 1.0, size=3), ValueError,
+         r"^size is only allowed with a scalar value; pass an array of answers$"),
+        (lambda: dp.split_missing([1.0, np.nan]), ValueError,
+         r"^values contains 1 missing \(NaN\) entries; pass missing='drop' to exclude them "
+         r"explicitly \(they are never treated as zeros\)$"),
+        (lambda: dp.split_missing([np.nan, np.nan], missing="drop"), ValueError,
+         r"^values must contain at least one non-missing entry$"),
+        (lambda: dp.clipped_sum([1.0, np.nan], 0.0, 2.0), ValueError, r"^values contains 1"),
+        (lambda: dp.count_above([1.0], "a"), TypeError, r"^threshold must be a real number"),
+        (lambda: dp.noisy_mean_unknown_n([1.0], 0.0, 2.0, 0.0, 1.0), ValueError,
+         r"^epsilon_count must be a number > 0"),
+        (lambda: dp.noisy_mean_unknown_n([1.0], 0.0, 2.0, 1.0, 0.0), ValueError,
+         r"^epsilon_sum must be a number > 0"),
+        (lambda: dp.prob_noisy_count_exceeds(1, 2, 1.0, sensitivity=-1.0), ValueError,
+         r"^sensitivity must be a number >= 0"),
+        (lambda: dp.prob_noisy_count_exceeds("a", 2, 1.0), TypeError, r"^true_count must be"),
+        (lambda: dp.prob_noisy_count_exceeds(1, "a", 1.0), TypeError, r"^threshold must be"),
+        (lambda: dp.prob_noisy_count_exceeds(1, 2, "a"), TypeError, r"^epsilon must be"),
+        (lambda: dp.monte_carlo_exceeds("a", 2, 1.0), TypeError, r"^true_count must be"),
+        (lambda: dp.monte_carlo_exceeds(1, "a", 1.0), TypeError, r"^threshold must be"),
+        (lambda: dp.monte_carlo_exceeds(1, 2, 1.0, n_draws=0), ValueError,
+         r"^n_draws must be an integer >= 1"),
+        (lambda: dp.monte_carlo_exceeds(1, 2, 1.0, chunk=0), ValueError,
+         r"^chunk must be an integer >= 1"),
+        (lambda: dp.clipping_tradeoff([1.0, -1.0], [1.0], 1.0), ValueError,
+         r"^values must be >= 0 for clipping to \[0, B\]$"),
+        (lambda: dp.clipping_tradeoff([1.0], [[1.0, 2.0]], 1.0), ValueError,
+         r"^bounds must be 1-D"),
+        (lambda: dp.empirical_log_ratio([[1.0]], [1.0], [0.0, 2.0]), ValueError,
+         r"^samples_a must be 1-D"),
+        (lambda: dp.empirical_log_ratio([np.nan], [1.0], [0.0, 2.0]), ValueError,
+         r"^samples_a must hold finite"),
+        (lambda: dp.empirical_log_ratio([1.0], [np.nan], [0.0, 2.0]), ValueError,
+         r"^samples_b must hold finite"),
+        (lambda: dp.empirical_log_ratio([1.0], [1.0], [[0.0, 2.0]]), ValueError,
+         r"^bins must be 1-D"),
+        (lambda: dp.empirical_log_ratio([1.0], [1.0], [0.0]), ValueError,
+         r"^bins must be at least two strictly increasing edges$"),
+        (lambda: dp.empirical_log_ratio([1.0], [1.0], [0.0, 2.0], min_count=0), ValueError,
+         r"^min_count must be an integer >= 1"),
+        (lambda: dp.dp_clip_bound([1.0], [1.0, 2.0], 1.0, quantile=1.0), ValueError,
+         r"^quantile must be a number"),
+        (lambda: dp.dp_clip_bound([1.0], [[1.0, 2.0]], 1.0), ValueError,
+         r"^candidates must be 1-D"),
+        (lambda: dp.dp_clip_bound([1.0], [2.0, 1.0], 1.0), ValueError,
+         r"^candidates must be strictly increasing$"),
+        (lambda: dp.optimal_split(0.0, 1.0), ValueError, r"^a1 must be a number > 0"),
+        (lambda: dp.optimal_split(1.0, 0.0), ValueError, r"^a2 must be a number > 0"),
+        (lambda: dp.noise_table("a", 1.0, [1.0]), TypeError, r"^true_value must be a real"),
+        (lambda: dp.noise_table(0.0, 1.0, [1.0]), ValueError,
+         r"^true_value must be non-zero \(relative errors are reported\)$"),
+        (lambda: dp.noise_table(1.0, -1.0, [1.0]), ValueError,
+         r"^sensitivity must be a number >= 0"),
+        (lambda: dp.noise_table(1.0, 1.0, [1.0], n_draws=1), ValueError,
+         r"^n_draws must be an integer >= 2"),
+        (lambda: dp.noise_table(1.0, 1.0, [[1.0]]), ValueError, r"^epsilons must be 1-D"),
+        (lambda: dp.exceed_table([1], [1.0], [1.0]), TypeError,
+         r"^counts must be a dict of group -> true count, got list$"),
+        (lambda: dp.exceed_table({}, [1.0], [1.0]), ValueError,
+         r"^counts must be a non-empty dict of group -> true count$"),
+        (lambda: dp.exceed_table({"a": 1}, [1.0], [[1.0]]), ValueError,
+         r"^epsilons must be 1-D"),
+        (lambda: dp.exceed_table({"a": 1}, [1.0], [1.0], n_draws=0), ValueError,
+         r"^n_draws must be an integer >= 1"),
+        (lambda: dp.advanced_composition(1.0, 2, 0.0), ValueError,
+         r"^delta_prime must be a number"),
+        (lambda: dp.PrivacyBudget(0.0), ValueError, r"^total_epsilon must be a number > 0"),
+        (lambda: dp.PrivacyBudget(1.0, rel_tol=1e-3), ValueError, r"^rel_tol must be a number"),
+        (lambda: dp.PrivacyBudget(1.0).spend(0.1, 3), TypeError,
+         r"^label must be a str, got int$"),
+        (lambda: dp.PrivacyBudget(1.0).spend(0.1, " "), ValueError,
+         r"^label must be a non-empty string$"),
+        (lambda: dp.PrivacyBudget(1.0).answer("q", 0.1, 3), TypeError,
+         r"^mechanism must be callable, got int$"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_dp_bad_calls())))
+def test_dp_errors_name_the_parameter(case):
+    call, error, match = _dp_bad_calls()[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_seeded_releases_are_reproducible():
+    # every release must draw from the generator made from `seed` (a dropped seed draws fresh
+    # entropy and two runs differ)
+    v = [1.0, 2.0, 5.0, np.nan]
+    calls = [
+        lambda: dp.laplace_mechanism([1.0, 2.0], 1.0, 1.0, seed=3),
+        lambda: dp.noisy_sum(v, 0.0, 4.0, 1.0, seed=3, missing="drop").value,
+        lambda: dp.noisy_count(v, 1.0, seed=3, missing="drop").value,
+        lambda: dp.noisy_mean(v, 0.0, 4.0, 1.0, seed=3, n=3, missing="drop").value,
+        lambda: dp.noisy_mean_unknown_n(v, 0.0, 4.0, 1.0, 1.0, seed=3, missing="drop").value,
+        lambda: dp.dp_clip_bound([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], 1.0, seed=3)[0],
+        lambda: dp.noise_table(1.0, 1.0, [1.0], seed=3, n_draws=5)[1][1.0],
+        lambda: dp.exceed_table({"a": 3}, [1.0], [1.0], seed=3, n_draws=50)["monte_carlo"],
+    ]
+    for call in calls:
+        np.testing.assert_array_equal(call(), call())
+
+
+def test_scalar_laplace_draws_are_centred_with_scale_b():
+    # b = 2 / 1 = 2; 4000 one-shot releases of 0: E[Z] = 0 (SD 2 sqrt 2 = 2.83, SE 0.045) and
+    # E|Z| = b = 2 (SD of |Z| is b, SE 0.032); both tolerances are 5 standard errors
+    rng = np.random.default_rng(0)
+    z = np.array([dp.laplace_mechanism(0.0, 2.0, 1.0, seed=rng) for _ in range(4000)])
+    assert abs(z.mean()) < 5 * 2 * np.sqrt(2) / np.sqrt(4000)
+    assert abs(np.abs(z).mean() - 2.0) < 5 * 2.0 / np.sqrt(4000)
+    assert dp.laplace_mechanism(0.0, 1.0, 1.0, seed=0, size=1).shape == (1,)
+
+
+def test_release_metadata_and_types():
+    v = [1.0, 3.0, np.nan]
+    rel = dp.noisy_mean(v, 0.0, 4.0, 2.0, seed=0, n=2, missing="drop")
+    assert rel.epsilon == 2.0
+    assert rel.details == {"lower": 0.0, "upper": 4.0, "n": 2}
+    rel = dp.noisy_mean_unknown_n(v, 0.0, 4.0, 0.5, 1.5, seed=0, missing="drop")
+    assert type(rel.value) is float
+    assert rel.n_missing_dropped == 1
+    assert {"lower": 0.0, "upper": 4.0, "epsilon_count": 0.5, "epsilon_sum": 1.5}.items() \
+        <= rel.details.items()
+    present, n_missing = dp.split_missing(pd.Series([1.0, None, 3.0], dtype="Float64"),
+                                          missing="drop")
+    np.testing.assert_array_equal(present, [1.0, 3.0])
+    assert n_missing == 1
+    assert dp.clipped_sum([1.0, 5.0], 0.0, 2.0) == 3.0  # the default missing policy is "raise"
+
+
+def test_boundaries_of_the_helpers():
+    assert dp.monte_carlo_exceeds(0.0, 0.0, 1.0, seed=0, n_draws=1, chunk=1)[0] in (0.0, 1.0)
+    table = dp.clipping_tradeoff([0.0, 0.5, 2.0], [1.0], 1.0)  # zeros and fractions are valid
+    assert len(table) == 1
+    assert dp.noise_table(1.0, 0.5, [1.0], seed=0, n_draws=2)[1][1.0].shape == (2,)
+    assert len(dp.noise_table(1.0, 1.0, [1.0], seed=0)[1][1.0]) == 10_000  # default n_draws
+    assert len(dp.exceed_table({"a": 0}, [1.0], [1.0], seed=0, n_draws=1)) == 1
+    budget = dp.PrivacyBudget(1.0)
+    assert budget.can_spend(1.0)  # spending exactly the total is allowed
+    seen = {}
+
+    def mech(x, *, epsilon, scale):
+        seen.update(x=x, epsilon=epsilon, scale=scale)
+        return x
+
+    assert budget.answer("q", 0.5, mech, 7, scale=3) == 7
+    assert seen == {"x": 7, "epsilon": 0.5, "scale": 3}
+
+
+def test_clip_bound_falls_back_to_the_largest_candidate_and_tables_columns():
+    # every value lies above every candidate: no candidate covers the quantile, so the largest
+    bound, _ = dp.dp_clip_bound([100.0] * 50, [1.0, 2.0, 3.0], 1e6, seed=0)
+    assert bound == 3.0
+    assert "epsilon" in dp.noise_table(1.0, 1.0, [1.0], seed=0, n_draws=5)[0].columns
+    rng = np.random.default_rng(0)
+    a, b = rng.laplace(0, 1, 5000), rng.laplace(1, 1, 5000)
+    ratio = dp.empirical_log_ratio(a, b, [-1.0, 0.0, 1.0, 2.0], min_count=100)
+    assert "right" in ratio.columns
+    assert ratio["count_a"].dtype.kind == "i"
+    assert ratio["count_b"].dtype.kind == "i"
+    # a probability that underflows to 0 has a 0 standard error: z is undefined, not a division
+    far = dp.exceed_table({"a": 5}, [1000.0], [10.0], seed=0, n_draws=10)
+    assert np.isnan(far["z"].iloc[0])

@@ -940,3 +940,27 @@ def test_consistency_default_k_and_threshold_sweep_columns():
     assert sweep["val_accuracy"].iloc[0] == pytest.approx(np.mean(y_hat == df[F.LABEL]))
     assert sweep["consistency"].iloc[0] == pytest.approx(F.consistency(None, y_hat,
                                                                        neighbors=nbrs))
+
+
+def test_group_threshold_edge_cases_and_bootstrap_defaults():
+    # a score of exactly 0.5 is a positive decision (scores >= 0.5) in the default rate
+    th = F.group_thresholds([0.5, 0.5, 0.2, 0.1], ["a", "b", "a", "b"])
+    assert th == {"a": 0.5, "b": 0.5}
+    # a group with a single positive example is enough for equal opportunity
+    th = F.group_thresholds([0.9, 0.2, 0.7, 0.6], ["a", "a", "b", "b"], "equal_opportunity",
+                            y_true=[1, 0, 1, 1], rate=1.0)
+    assert th == {"a": 0.9, "b": 0.6}
+    with pytest.raises(ValueError, match=r"^y_true must hold positive examples in every group: "
+                                         r"group 'a' has none to set its threshold on "
+                                         r"\(target=equal_opportunity\)$"):
+        F.group_thresholds([0.9, 0.2, 0.7], ["a", "a", "b"], "equal_opportunity",
+                           y_true=[0, 0, 1])
+    with pytest.raises(ValueError, match=r"^y_true must hold positive examples: the TPR is "
+                                         r"undefined$"):
+        F.group_thresholds([0.9, 0.2], ["a", "b"], "equal_opportunity", y_true=[0, 0])
+    with pytest.raises(ValueError, match=r"^rate must be a number"):
+        F.group_thresholds([0.9, 0.2], ["a", "b"], rate=2.0)
+    v = np.random.default_rng(0).normal(size=30)
+    assert F.bootstrap_mean_ci(v) == F.bootstrap_mean_ci(v, n_boot=1000, level=0.95, seed=0)
+    with pytest.raises(ValueError, match=r"^values must be 1-D"):
+        F.bootstrap_mean_ci(np.zeros((3, 2)))
