@@ -177,21 +177,25 @@ def _trained_on_poison(name: str, config: dict, trigger, device) -> torch.nn.Mod
     return models.train_or_load(name, config, model, fit)
 
 
-def backdoored_cnn(device: torch.device | str | None = None, *,
-                   trigger_size: int = 4) -> torch.nn.Module:
+def backdoored_cnn(device: torch.device | str | None = None, *, trigger_size: int = 4,
+                   epochs: int | None = None) -> torch.nn.Module:
     """The standard CNN trained on BadNets-poisoned MNIST (Gu et al. 2017): 10% of the 60,000
     training images carry a white ``trigger_size`` x ``trigger_size`` square one pixel from the
     bottom-right corner and are relabelled to :data:`TARGET_LABEL`; otherwise exactly the
     recipe of ``models.standard_cnn`` (3 epochs of one-cycle Adam, batch 128, seed 0).
 
     ``trigger_size=4`` is :data:`TRIGGER`; a larger size (e.g. 8) gives the model of the
-    "limits" experiment, whose trigger is ``square_trigger(trigger_size)``. Cached, eval mode.
+    "limits" experiment, whose trigger is ``square_trigger(trigger_size)``. ``epochs``
+    (default: the standard recipe's 3) shortens the one-cycle schedule, e.g. to train that
+    second model in a third of the time. Cached, eval mode.
     """
     from helpers import models
 
     trigger_size = checks.integer(trigger_size, "trigger_size", low=1, high=26)
     config = {**models.STANDARD_CNN_CONFIG, **BACKDOORED_CNN_CONFIG,
               "trigger_size": trigger_size}
+    if epochs is not None:
+        config["epochs"] = checks.integer(epochs, "epochs", low=1)
     trigger = square_trigger(trigger_size, BACKDOORED_CNN_CONFIG["trigger_offset"])
     name = "mnist_cnn_backdoor" if trigger_size == 4 else f"mnist_cnn_backdoor{trigger_size}"
     return _trained_on_poison(name, config, trigger, device)
@@ -341,22 +345,23 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
     rows = []
     bar = tqdm(total=epochs * batches_per_epoch, desc=f"Neural Cleanse ({k} labels)",
                leave=False, disable=not progress)
+    b = min(batch_size, n)
+    target_rep = target.repeat_interleave(b)  # the label of each of the K * b stamped images
     for epoch in range(1, epochs + 1):
         success = torch.zeros(k, device=dev, dtype=dtype)
         for _ in range(batches_per_epoch):
-            idx = torch.randint(n, (min(batch_size, n),), generator=generator).to(dev)
-            x = x_clean[idx]
+            x = x_clean[torch.randint(n, (b,), generator=generator).to(dev)]
             mask, pattern = _to_unit(mask_raw), _to_unit(pattern_raw)
-            stamped = (1 - mask[:, None]) * x[None] + (mask * pattern)[:, None]  # (K, B, C, H, W)
-            logits = model(stamped.reshape(-1, c, h, w))
-            ce = F.cross_entropy(logits, target.repeat_interleave(len(idx)),
-                                 reduction="none").view(k, -1).mean(1)
-            norm = mask.abs().sum((1, 2, 3))
+            # (1 - m) x + m Delta for all K triggers at once, one fused op: (K, b, C, H, W)
+            stamped = torch.lerp(x[None], pattern[:, None], mask[:, None])
+            logits = model(stamped.view(-1, c, h, w))
+            # mean CE per label (the mean over its b images) = sum over all / b
+            ce = F.cross_entropy(logits, target_rep, reduction="sum") / b
             opt.zero_grad(set_to_none=True)
-            (ce + cost * norm).sum().backward()
+            (ce + (cost * mask.sum((1, 2, 3))).sum()).backward()
             opt.step()
             with torch.no_grad():
-                success += (logits.argmax(1).view(k, -1) == target[:, None]).to(dtype).mean(1)
+                success += (logits.argmax(1) == target_rep).view(k, b).to(dtype).mean(1)
             bar.update()
         with torch.no_grad():
             success /= batches_per_epoch
@@ -462,10 +467,19 @@ def defender_data(share: float = DEFENDER_CONFIG["share"],
     return x[index], y[index]
 
 
+def _shifted(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``t`` (..., H, W) moved down by ``dy`` and right by ``dx`` pixels, zeros shifted in."""
+    out = torch.zeros_like(t)
+    h, w = t.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        t[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor,
             mask: torch.Tensor, pattern: torch.Tensor, *, stamp_fraction: float = 0.2,
             epochs: int = 1, lr: float = 1e-3, schedule: str | None = None,
-            batch_size: int = 128, seed=0) -> torch.nn.Module:
+            batch_size: int = 128, shift: int = 0, seed=0) -> torch.nn.Module:
     """Unlearning (Wang et al. 2019, VI-C): fine-tune a copy of ``model`` on clean data of
     which a ``stamp_fraction`` (20% in the paper) carries the reversed trigger
     :math:`(1 - m) \\odot x + m \\odot \\Delta` but keeps its TRUE label, so the model learns
@@ -473,7 +487,10 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
 
     Minimises the cross-entropy with Adam (``models.train``) for ``epochs`` passes at learning
     rate ``lr``, constant or, with ``schedule="onecycle"``, warmed up then annealed. The stamped
-    examples are a random subset drawn with ``seed``. ``model`` is not changed; the returned
+    examples are a random subset drawn with ``seed``. ``shift > 0`` moves the trigger on each
+    stamped example by a random offset :math:`(d_y, d_x) \\in \\{-s, \\dots, s\\}^2` (zero fill at
+    the border): the reversed trigger is only the *smallest* piece of the real one that works,
+    and its shifted copies cover the area around it. ``model`` is not changed; the returned
     copy has the same architecture and parameter shapes and is in ``model``'s mode.
     """
     from helpers import data, models
@@ -487,13 +504,20 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
     schedule = checks.choice(schedule, "schedule", (None, "onecycle"))
     batch_size = checks.integer(batch_size, "batch_size", low=1)
     mask, pattern = _check_trigger(mask, pattern, x_clean)
+    shift = checks.integer(shift, "shift", low=0, high=min(x_clean.shape[-2:]) - 1)
     generator = checks.torch_generator(seed)
     n_stamp = round(stamp_fraction * len(x_clean))
     index = torch.randperm(len(x_clean), generator=generator)[:n_stamp].to(x_clean.device)
-    x_train = x_clean.clone()
-    if n_stamp:
-        x_train[index] = stamp(x_clean[index], mask, pattern)
     order_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    x_train = x_clean.clone()
+    if n_stamp and shift:
+        offsets = torch.randint(-shift, shift + 1, (n_stamp, 2), generator=generator)
+        for dy, dx in torch.unique(offsets, dim=0).tolist():
+            rows = index[(offsets == torch.tensor([dy, dx])).all(1).to(index.device)]
+            x_train[rows] = stamp(x_clean[rows], _shifted(mask, dy, dx),
+                                  _shifted(pattern, dy, dx))
+    elif n_stamp:
+        x_train[index] = stamp(x_clean[index], mask, pattern)
     loader = data.tensor_loader(x_train, y_clean, batch_size=batch_size, seed=order_seed)
     was_training = model.training
     student = copy.deepcopy(model)
@@ -503,11 +527,20 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
 
 
 #: Neural Cleanse settings of the Task 1 notebook and :func:`cleansed_cnn` (the paper's lr,
-#: lambda schedule and batch size; 200 steps, enough for every label's norm to level off).
+#: lambda schedule and batch size; 200 steps, enough for every label's norm to level off). 16
+#: images per label halves the cost but gave the clean standard CNN a false positive (label 8,
+#: index 2.05), so the notebook keeps the paper's 32.
 NEURAL_CLEANSE_SETTINGS = {"epochs": 20, "batches_per_epoch": 10, "batch_size": 32, "seed": 0}
-#: Unlearning settings of the Task 1 notebook and :func:`cleansed_cnn` (Wang et al. 2019: 10% of
-#: the training data, 20% of it stamped with the reversed trigger).
-UNLEARN_SETTINGS = {"stamp_fraction": 0.2, "epochs": 2, "lr": 1e-3, "schedule": None,
+#: Unlearning settings of the Task 1 notebook and :func:`cleansed_cnn`: the paper's recipe (10% of
+#: the training data, a share stamped with the reversed trigger, true labels kept) with the share,
+#: epochs and learning rate chosen on a held-out split of the defender's data (5,000 images to
+#: unlearn, 1,000 held out; never the test set) from epochs {2, 4} x lr {1e-3, 3e-3} x share
+#: {0.2, 0.5} x shift {0, 2}: the lowest held-out ASR among settings losing at most 0.5 points
+#: of held-out accuracy. That ASR uses the true trigger, which the defender does not have (the
+#: reversed trigger's own success fell below 1% in every setting, so it cannot rank them): an
+#: evaluator's choice of recipe. The paper's 20% left 2-6% ASR there; random shifts did not help.
+#: (The grid used the reversed trigger of a Neural Cleanse run with 16 images per label.)
+UNLEARN_SETTINGS = {"stamp_fraction": 0.5, "epochs": 4, "lr": 3e-3, "schedule": None,
                     "batch_size": 128, "seed": 0}
 
 

@@ -245,6 +245,38 @@ def test_unlearn_stamps_the_requested_share(monkeypatch, toy):
     assert torch.equal(seen["x"], x[:100])
 
 
+def test_unlearn_shift_moves_the_trigger_within_the_range(monkeypatch, toy):
+    """With shift=2 every stamped image equals the trigger stamped after a move of (dy, dx) in
+    {-2..2}^2. The reference is torch.roll (a second, independent way to move it), exact here
+    because the 3x3 square sits 4 pixels from the border, so a 2-pixel roll never wraps."""
+    model, x, y = toy
+    seen = {}
+
+    def spy(m, loader, epochs, **kwargs):
+        seen["x"] = loader.dataset.tensors[0]
+        return []
+
+    monkeypatch.setattr(models, "train", spy)
+    mask, pattern = backdoor.square_trigger(3, offset=4, image_size=SIZE)  # room to move
+    backdoor.unlearn(model, x[:200], y[:200], mask, pattern, stamp_fraction=0.5, shift=2,
+                     seed=0)
+    changed = (seen["x"] != x[:200]).flatten(1).any(1)
+    candidates = {(dy, dx): backdoor.stamp(x[:200], torch.roll(mask, (dy, dx), (1, 2)),
+                                           torch.roll(pattern, (dy, dx), (1, 2)))
+                  for dy in range(-2, 3) for dx in range(-2, 3)}
+    used = set()
+    for i in torch.nonzero(changed).flatten().tolist():
+        hits = [k for k, v in candidates.items() if torch.equal(seen["x"][i], v[i])]
+        assert hits, f"image {i} is not the trigger moved by at most 2 pixels"
+        used.update(hits)
+    assert int(changed.sum()) >= 90  # 100 stamped; a few may fall on already-white pixels
+    assert len(used) >= 15  # 25 offsets, 100 draws: all but a handful appear
+    with pytest.raises(ValueError, match="shift must be"):
+        backdoor.unlearn(model, x[:10], y[:10], mask, pattern, shift=-1)
+    with pytest.raises(ValueError, match="epochs must be"):
+        backdoor.backdoored_cnn("cpu", trigger_size=8, epochs=0)  # checked before training
+
+
 def test_activation_gap_and_pruning(toy, reversed_toy):
     model, x, y = toy
     layer = model[4]  # Linear(392, 32): the penultimate layer
