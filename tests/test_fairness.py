@@ -964,3 +964,371 @@ def test_group_threshold_edge_cases_and_bootstrap_defaults():
     assert F.bootstrap_mean_ci(v) == F.bootstrap_mean_ci(v, n_boot=1000, level=0.95, seed=0)
     with pytest.raises(ValueError, match=r"^values must be 1-D"):
         F.bootstrap_mean_ci(np.zeros((3, 2)))
+
+
+# ------------------------------------------------- mutation testing (issue 17): closing gaps
+
+
+def _bad_input_cases():
+    """Each error must name the right parameter from the start of its message."""
+    y2, s2 = np.array([1, 0]), np.array(["M", "F"])
+    w0u = [1.0] * 4 + [0.0] * 4  # S is 4 "M" then 4 "F": the unprivileged group weighs 0
+    w0p = [0.0] * 4 + [1.0] * 4
+    eleven = [f"g{i:02d}" for i in range(11)]
+    ab, ys = ["a", "a", "b", "b"], [1, 0, 1, 0]
+    sc4 = [0.1, 0.2, 0.3, 0.4]
+    df, sc = _DF, np.linspace(0.0, 1.0, len(_DF))
+    return [
+        (lambda: F.selection_rate(Y_PRED, S.reshape(-1, 1), "M"), r"^sensitive must be 1-D"),
+        (lambda: F.selection_rate([1], [], "M"), r"^sensitive must not be empty"),
+        (lambda: F.selection_rate([1, 0], ["M", None], "M"),
+         r"^sensitive must have a group for every row, got missing values$"),
+        (lambda: F.selection_rate(Y_PRED, sample_weight=np.ones((8, 1))),
+         r"^sample_weight must be 1-D"),
+        (lambda: F.selection_rate(Y_PRED, sample_weight=-np.ones(8)),
+         r"^sample_weight must hold values >= 0"),
+        (lambda: F.disparate_impact(Y_PRED, S, "X"),
+         r"^privileged must be a value that occurs in sensitive \['M', 'F'\], got 'X'$"),
+        # only the first 10 groups are listed
+        (lambda: F.disparate_impact(np.ones(11, int), eleven, "zz"),
+         r"^privileged must be a value that occurs in sensitive \['g00', 'g01', 'g02', 'g03', "
+         r"'g04', 'g05', 'g06', 'g07', 'g08', 'g09'\], got 'zz'$"),
+        (lambda: F.equal_opportunity_difference([2, 0], y2, s2, "M"),
+         r"^y_true must hold integers in \[0, 2\)"),
+        (lambda: F.equal_opportunity_difference(y2, [2, 0], s2, "M"),
+         r"^y_pred must hold integers in \[0, 2\)"),
+        (lambda: F.equal_opportunity_difference([1, 0, 1], y2, s2, "M"),
+         r"^y_true and y_pred must have the same length"),
+        (lambda: F.equal_opportunity_difference(y2, y2, ["M", "F", "F"], "M"),
+         r"^sensitive and y_true must have the same length"),
+        (lambda: F.zemel_accuracy([1, 0, 1], [0.5, 0.5]),
+         r"^y_true and y_score must have the same length"),
+        (lambda: F.zemel_accuracy([1, 0], [0.5, 2.0]), r"^y_score must hold values <= 1"),
+        (lambda: F.zemel_accuracy([1, 0], [[0.5], [0.5]]), r"^y_score must be 1-D"),
+        (lambda: F.zemel_discrimination([0.5, 2.0], s2, "M"), r"^y_score must hold values <= 1"),
+        (lambda: F.statistical_parity_difference([2, 0], s2, "M"),
+         r"^y_pred must hold integers in \[0, 2\)"),
+        (lambda: F.disparate_impact(y2, ["M"], "M"),
+         r"^sensitive and y_pred must have the same length"),
+        (lambda: F.disparate_impact(y2, s2, "M", sample_weight=[1.0]),
+         r"^sample_weight and y_pred must have the same length"),
+        (lambda: F.disparate_impact(Y_PRED, S, "M", sample_weight=w0u),
+         r"^selection rate of the unprivileged group is undefined: the subset it is computed "
+         r"on is empty$"),
+        (lambda: F.disparate_impact(Y_PRED, S, "M", sample_weight=w0p),
+         r"^selection rate of the privileged group is undefined"),
+        (lambda: F.disparate_impact([1, 0, 0, 0], ab, "b"),
+         r"^disparate impact is undefined: the privileged group's selection rate is 0$"),
+        # a group without positives (TPR) or without negatives (FPR), on each side
+        (lambda: F.equal_opportunity_difference([1, 0, 0, 0], ys, ab, "a"),
+         r"^true positive rate of the unprivileged group \(no y_true == 1 there\) is "
+         r"undefined: the subset it is computed on is empty$"),
+        (lambda: F.equal_opportunity_difference([0, 0, 1, 0], ys, ab, "a"),
+         r"^true positive rate of the privileged group \(no y_true == 1 there\) is undefined"),
+        (lambda: F.average_odds_difference([1, 0, 1, 1], ys, ab, "a"),
+         r"^false positive rate of the unprivileged group \(no y_true == 0 there\) is "
+         r"undefined"),
+        (lambda: F.average_odds_difference([1, 1, 1, 0], ys, ab, "a"),
+         r"^false positive rate of the privileged group \(no y_true == 0 there\) is undefined"),
+        # tp == fn == 1 in group a: the message must say "negative", not "positive"
+        (lambda: F.group_report([1, 1, 1, 0], ys, ab),
+         r"^y_true must hold both classes in every group: group 'a' has no negative examples"),
+        (lambda: F.reweighing_weights([2, 0], s2), r"^y must hold integers in \[0, 2\)"),
+        (lambda: F.reweighing_weights(y2, ["M"]), r"^sensitive and y must have the same length"),
+        (lambda: F.reweighing_weights(ys, ab, strength=-0.5),
+         r"^strength must be a number >= 0"),
+        (lambda: F.massage_count([2, 0], s2, "M"), r"^y must hold integers in \[0, 2\)"),
+        (lambda: F.massage_count(y2, ["M"], "M"), r"^sensitive and y must have the same length"),
+        (lambda: F.massage([2, 0, 1, 0], ab, sc4, "a"), r"^y must hold integers in \[0, 2\)"),
+        (lambda: F.massage(ys, ["a"], sc4, "a"), r"^sensitive and y must have the same length"),
+        (lambda: F.massage(ys, ab, np.ones((4, 1)), "a"), r"^scores must be 1-D"),
+        (lambda: F.massage(ys, ab, [0.1, 0.2], "a"), r"^scores and y must have the same length"),
+        (lambda: F.massage(ys, ab, sc4, "a", fraction=-1), r"^fraction must be a number >= 0"),
+        (lambda: F.summarize(y2, y2, s2, "F", y_score=[0.5, 2.0]),
+         r"^y_score must hold values <= 1"),
+        (lambda: F.summarize(y2, y2, s2, "F", y_score=[0.5]),
+         r"^y_score and y_true must have the same length"),
+        (lambda: F.bootstrap_ci(y2, y2, s2, _MET, n_boot=1), r"^n_boot must be an integer >= 2"),
+        (lambda: F.bootstrap_ci(y2, y2, s2, _MET, level=1.0), r"^level must be a number"),
+        (lambda: F.bootstrap_ci(y2, y2, s2, []),
+         r"^metrics must be a non-empty mapping name -> fn\(y_true, y_pred, sensitive\), got "
+         r"list$"),
+        (lambda: F.validation_split(df[["age"]]), r"^df must have the columns"),
+        (lambda: F.adult_pipeline(include_sex=1), r"^include_sex must be True or False"),
+        (lambda: F.fit_adult_model(df, labels=[2] * len(df)),
+         r"^labels must hold integers in \[0, 2\)"),
+        (lambda: F.fit_adult_model(df.assign(**{F.LABEL: 2})),
+         r"^train\[LABEL\] must hold integers in \[0, 2\)"),
+        (lambda: F.fit_adult_model(df, labels=[0, 1]), r"^labels and train must have the same "
+                                                       r"length"),
+        (lambda: F.fit_adult_model(df, sample_weight=[1.0, 2.0]),
+         r"^sample_weight and train must have the same length"),
+        (lambda: F.reweighing_sweep(df, "val", df, [0.0]), r"^val must be a pandas DataFrame"),
+        (lambda: F.reweighing_sweep(df, df, "test", [0.0]), r"^test must be a pandas DataFrame"),
+        (lambda: F.reweighing_sweep(df.assign(**{F.LABEL: 2}), df, df, [0.0]),
+         r"^train\[LABEL\] must hold integers in \[0, 2\)"),
+        (lambda: F.reweighing_sweep(df, df, df, [[0.0, 1.0]]), r"^strengths must be 1-D"),
+        (lambda: F.massaging_sweep(df.assign(**{F.LABEL: 2}), df, df, sc, [0.0]),
+         r"^train\[LABEL\] must hold integers in \[0, 2\)"),
+        (lambda: F.massaging_sweep(df, df, df, sc.reshape(-1, 1), [0.0]),
+         r"^scores must be 1-D"),
+        (lambda: F.massaging_sweep(df, df, df, sc[:3], [0.0]),
+         r"^scores and train must have the same length"),
+        (lambda: F.plot_tradeoff([], {}, baseline_accuracy=0.8),
+         r"^curves must be a mapping name -> data, got list$"),
+        (lambda: F.plot_tradeoff({}, [], baseline_accuracy=0.8),
+         r"^points must be a mapping name -> data, got list$"),
+        (lambda: F.plot_tradeoff({}, {}, baseline_accuracy=2.0),
+         r"^baseline_accuracy must be a number"),
+        (lambda: F.plot_tradeoff({}, {}, baseline_accuracy=0.8, max_drop=2.0),
+         r"^max_drop must be a number"),
+        (lambda: F.plot_tradeoff({"c": pd.DataFrame({"accuracy": [0.8]})}, {},
+                                 baseline_accuracy=0.8),
+         r"^curves\['c'\] must have the columns"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_input_cases())))
+def test_errors_name_the_parameter_from_the_start(case):
+    call, match = _bad_input_cases()[case]
+    with pytest.raises((TypeError, ValueError), match=match):
+        call()
+
+
+@pytest.mark.parametrize("size", [0.0, 1.0, -0.1, 1.5])
+def test_validation_split_size_must_lie_strictly_between_0_and_1(size):
+    with pytest.raises(ValueError, match=r"^size must be a number > 0 and < 1, got "):
+        F.validation_split(_DF, size)
+
+
+def test_metrics_use_the_sample_weights():
+    # weights 3 on row 4 (a selected woman): women 3/6, men 2/4 -> DI 1, SPD 0, yDisc 0
+    w = np.array([1, 1, 1, 1, 3, 1, 1, 1])
+    assert F.disparate_impact(Y_PRED, S, "M", sample_weight=w) == pytest.approx(1.0)
+    assert F.statistical_parity_difference(Y_PRED, S, "M", sample_weight=w) == pytest.approx(0.0)
+    assert F.zemel_discrimination(Y_PRED, S, "M", sample_weight=w) == pytest.approx(0.0)
+    # probabilities: women (0.2, 0.4) weighted 1 and 3 -> 0.35; men 0.5 -> yDisc 0.15
+    p = [0.5, 0.5, 0.2, 0.4]
+    assert F.zemel_discrimination(p, ["M", "M", "F", "F"], "M",
+                                  sample_weight=[1, 1, 1, 3]) == pytest.approx(0.15)
+
+
+def test_boolean_scores_equal_their_0_1_floats():
+    b = np.array([True, True, False, False, True, False, False, False])
+    assert F.zemel_discrimination(b, S, "M") == pytest.approx(0.25)
+    assert F.zemel_accuracy(Y_TRUE, b) == pytest.approx(0.5)
+    assert F.consistency(None, b, neighbors=[[1], [0], [3], [2], [5], [4], [7], [6]]) == 0.75
+
+
+def test_reweighing_refuses_a_strength_that_makes_a_weight_exactly_zero():
+    # group a: 2 rows, 1 positive; group b: 6 rows, 1 positive; n = 8, n_1 = 2
+    # W(a, 1) = 2 * 2 / (8 * 1) = 1/2, so strength 2 gives 1 + 2 (1/2 - 1) = 0 exactly
+    y = [1, 0, 1, 0, 0, 0, 0, 0]
+    s = ["a", "a", "b", "b", "b", "b", "b", "b"]
+    with pytest.raises(ValueError, match=r"^strength must keep every weight > 0; 2 makes some "
+                                         r"<= 0$"):
+        F.reweighing_weights(y, s, strength=2.0)
+    # strength 1.5: W(a,1) -> 0.25, W(a,0) = 12/8 -> 1.75, W(b,1) = 12/8 -> 1.75,
+    # W(b,0) = 36/40 -> 0.85
+    np.testing.assert_allclose(F.reweighing_weights(y, s, strength=1.5),
+                               [0.25, 1.75, 1.75] + [0.85] * 5)
+
+
+def test_massage_at_the_limit_of_the_candidates():
+    s = np.array(["p"] * 6 + ["u"] * 4)
+    # p: 5 of 6 positive, u: 2 of 4 -> M = (5 * 4 - 2 * 6) / 10 = 0.8 -> 1
+    y = np.array([1, 1, 1, 1, 1, 0, 1, 1, 0, 0])
+    sc = np.array([0.9, 0.3, 0.8, 0.2, 0.7, 0.1, 0.9, 0.8, 0.4, 0.6])
+    assert F.massage_count(y, s, "p") == 1
+    # 2 pairs use both unprivileged negatives (rows 8, 9): exactly enough
+    y2 = F.massage(y, s, sc, "p", fraction=2.0)
+    assert np.flatnonzero(y2 != y).tolist() == [1, 3, 8, 9]
+    # 3 pairs: 3 demotions are available, 2 promotions are not enough
+    with pytest.raises(ValueError, match=r"^fraction must leave enough candidates: 3 pairs "
+                                         r"cannot be flipped \(2 to promote, 5 to demote\)$"):
+        F.massage(y, s, sc, "p", fraction=3.0)
+    # the other way round: p has 2 positives of 3, u 1 of 6 -> M = (2 * 6 - 1 * 3) / 9 = 1
+    s = np.array(["p"] * 3 + ["u"] * 6)
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0])
+    sc = np.array([0.9, 0.2, 0.5, 0.9, 0.1, 0.6, 0.3, 0.7, 0.2])
+    y2 = F.massage(y, s, sc, "p", fraction=2.0)  # both privileged positives demoted
+    assert np.flatnonzero(y2 != y).tolist() == [0, 1, 5, 7]
+    with pytest.raises(ValueError, match=r"\(5 to promote, 2 to demote\)$"):
+        F.massage(y, s, sc, "p", fraction=3.0)
+
+
+def test_massage_breaks_ties_by_row_order():
+    # 40 rows with three distinct scores: numpy's default (unstable) sort orders ties
+    # differently. Reference: Python's sorted() on (score, row) keys.
+    rng = np.random.default_rng(3)
+    s = np.array(["p", "u"] * 20)
+    y = np.where(s == "p", rng.random(40) < 0.8, rng.random(40) < 0.2).astype(int)
+    sc = rng.choice([0.2, 0.5, 0.8], 40)
+    m = F.massage_count(y, s, "p")
+    assert m >= 3
+    up = sorted((i for i in range(40) if s[i] == "u" and y[i] == 0), key=lambda i: (-sc[i], i))
+    down = sorted((i for i in range(40) if s[i] == "p" and y[i] == 1), key=lambda i: (sc[i], i))
+    assert np.flatnonzero(F.massage(y, s, sc, "p") != y).tolist() == sorted(up[:m] + down[:m])
+
+
+def test_interpolate_knob_returns_the_first_row_when_it_meets_the_target_exactly():
+    sweep = pd.DataFrame({"k": [0.0, 1.0, 2.0], "di": [0.8, 0.5, 0.9]})
+    assert F.interpolate_knob(sweep, "k", "di", 0.8) == 0.0
+
+
+def test_summarize_keys_and_values():
+    out = F.summarize(Y_TRUE, Y_PRED, S, "M")
+    assert set(out) == {"accuracy", "balanced_accuracy", "rate_unprivileged", "rate_privileged",
+                        "disparate_impact", "statistical_parity_difference",
+                        "zemel_discrimination", "equal_opportunity_difference",
+                        "average_odds_difference"}
+    assert out["statistical_parity_difference"] == pytest.approx(-0.25)
+    assert out["zemel_discrimination"] == pytest.approx(0.25)
+    assert out["average_odds_difference"] == pytest.approx(0.5 * ((0 - 0.5) + (1 / 3 - 1 / 2)))
+
+
+def test_bootstraps_are_scipy_percentile_intervals_with_the_given_settings():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(40) < 0.5).astype(int)
+    p = rng.random(40)  # probabilities are accepted
+    s = np.array(["M", "F"] * 20)
+    calls = []
+
+    def metric(t, q, g):
+        calls.append(1)
+        return float(np.mean(q))
+
+    out = F.bootstrap_ci(y, p, s, {"m": metric}, n_boot=37, level=0.6, seed=5)
+    assert len(calls) == 37 + 1  # one per resample, one for the estimate
+    ref = stats.bootstrap((p,), np.mean, n_resamples=37, confidence_level=0.6,
+                          method="percentile", rng=np.random.default_rng(5))
+    assert out.loc["m", "estimate"] == pytest.approx(p.mean())
+    assert out.loc["m", "low"] == pytest.approx(ref.confidence_interval.low)
+    assert out.loc["m", "high"] == pytest.approx(ref.confidence_interval.high)
+    mean, low, high = F.bootstrap_mean_ci(p, n_boot=37, level=0.6, seed=5)
+    assert (low, high) == pytest.approx((ref.confidence_interval.low,
+                                         ref.confidence_interval.high))
+    # defaults: 1000 resamples, 95%, seed 0
+    small = {"m": lambda t, q, g: float(np.mean(q))}
+    ref = stats.bootstrap((p,), np.mean, n_resamples=1000, confidence_level=0.95,
+                          method="percentile", rng=np.random.default_rng(0))
+    got = F.bootstrap_ci(y, p, s, small)
+    assert got.loc["m", "low"] == pytest.approx(ref.confidence_interval.low)
+    assert got.loc["m", "high"] == pytest.approx(ref.confidence_interval.high)
+    # an integer-valued metric still gives a float table
+    assert F.bootstrap_ci(y, p, s, {"n": lambda t, q, g: 1}, n_boot=2)["estimate"].dtype == float
+
+
+def test_validation_split_is_scikit_learns_split_with_joined_strata():
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(1)
+    # "a" is a prefix of "ab": the joined strata's sort order depends on the separator
+    df = pd.DataFrame({"g": rng.choice(["a", "ab"], 60), "y": rng.integers(0, 2, 60),
+                       "x": np.arange(60)})
+    state = int(np.random.default_rng(7).integers(2**31 - 1))
+    strata = df["g"] + "|" + df["y"].astype(str)
+    _, ref = train_test_split(df, test_size=0.4, stratify=strata, random_state=state)
+    fit, val = F.validation_split(df, 0.4, seed=7, stratify=("g", "y"))
+    assert len(val) == 24
+    assert val.index.tolist() == ref.index.tolist()
+    _, ref = train_test_split(df, test_size=0.4, random_state=state)
+    assert F.validation_split(df, 0.4, seed=7, stratify=())[1].index.tolist() == \
+        ref.index.tolist()
+
+
+def test_adult_pipeline_parameters():
+    pipe = F.adult_pipeline(C=0.5)
+    clf = pipe.named_steps["clf"]
+    assert (clf.C, clf.solver, clf.max_iter) == (0.5, "newton-cholesky", 100)
+    pre = pipe.named_steps["features"]
+    assert [(name, cols) for name, _, cols in pre.transformers] == [
+        ("num", F.NUMERIC), ("cat", F.CATEGORICAL)]
+    cat = pre.transformers[1][1]
+    assert list(cat.named_steps) == ["impute", "onehot"]
+    df = _DF.copy()
+    x = pipe.fit(df, df[F.LABEL]).named_steps["features"].transform(df)
+    assert isinstance(x, np.ndarray)  # dense
+    enc = pre.named_transformers_["cat"].named_steps["onehot"]
+    assert "missing" in enc.categories_[0]  # workclass has None values
+    # an unseen category is encoded as all zeros, not an error
+    unseen = df.assign(occupation="Astronaut")
+    assert pipe.predict_proba(unseen).shape == (len(df), 2)
+    assert F.fit_adult_model(df, C=0.01).named_steps["clf"].C == 0.01
+
+
+def test_fits_run_blas_on_one_thread_only():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2):
+        with F._one_blas_thread():
+            info = threadpool_info()
+            assert {i["num_threads"] for i in info if i["user_api"] == "blas"} == {1}
+            other = {i["num_threads"] for i in info if i["user_api"] != "blas"}
+            assert other <= {2}
+
+
+def test_sweeps_report_their_knob_progress_and_consistency(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    def fake_tqdm(values, desc=None, leave=True):
+        bars.append((desc, leave))
+        return values
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", fake_tqdm)
+    df = _toy_adult(n=120)
+    nbrs = F.nearest_neighbors(df[F.NUMERIC].to_numpy(float), 3)
+    rw = F.reweighing_sweep(df, df, df, [0.0, 0.5], neighbors=nbrs)
+    ms = F.massaging_sweep(df, df, df, np.linspace(0, 1, 120), [0.0], neighbors=nbrs)
+    assert bars == [("reweighing sweep", False), ("massaging sweep", False)]
+    assert rw["strength"].tolist() == [0.0, 0.5]
+    assert ms["fraction"].tolist() == [0.0]
+    for sweep in (rw, ms):
+        assert {"consistency", "consistency_proba", "zemel_accuracy_proba"} <= set(sweep.columns)
+    base = F.fit_adult_model(df)
+    assert rw["consistency"].iloc[0] == pytest.approx(
+        F.consistency(None, base.predict(df), neighbors=nbrs))
+
+
+def test_plot_tradeoff_title_labels_legend_and_style():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = pd.DataFrame({"disparate_impact": [0.3, 0.8], "accuracy": [0.85, 0.83]})
+    points = {f"p{i}": {"disparate_impact": 0.1 * i, "accuracy": 0.8} for i in range(13)}
+    ax = F.plot_tradeoff({"c": curve}, points, baseline_accuracy=0.85, max_drop=0.1)
+    assert ax.get_title() == "Accuracy vs disparate impact on UCI Adult (test split)"
+    assert ax.get_xlabel() == "disparate impact on the test split (women / men selection rate)"
+    assert ax.get_ylabel() == "test accuracy"
+    assert tuple(ax.figure.get_size_inches()) == (8, 5)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "c (sweep)", *points, "four-fifths rule (DI = 0.8)", "baseline accuracy - 10.0 points"]
+    assert legend._loc == 3  # "lower left"
+    assert {t.get_fontsize() for t in legend.get_texts()} == {8}
+    line = ax.lines[0]
+    assert line.get_xdata().tolist() == [0.3, 0.8]
+    assert line.get_ydata().tolist() == [0.85, 0.83]
+    assert (line.get_marker(), line.get_linestyle(), line.get_alpha()) == (".", "-", 0.6)
+    marks = ax.lines[1:14]
+    # 12 distinct markers, then "o" again
+    assert [m.get_marker() for m in marks] == [*"osD^vP*Xh<>p", "o"]
+    for i, m in enumerate(marks):
+        assert (m.get_xdata()[0], m.get_ydata()[0]) == (0.1 * i, 0.8)
+        assert m.get_linestyle() == "None"
+        assert (m.get_markersize(), m.get_markeredgecolor()) == (9, "k")
+    v, h = ax.lines[14], ax.lines[15]
+    assert v.get_xdata()[0] == 0.8
+    assert h.get_ydata()[0] == pytest.approx(0.75)
+    assert (v.get_color(), v.get_linestyle(), v.get_linewidth()) == ("grey", "--", 1)
+    assert (h.get_color(), h.get_linestyle(), h.get_linewidth()) == ("grey", ":", 1)
+    grid = ax.xaxis.get_gridlines()[0]
+    assert grid.get_visible()
+    assert grid.get_alpha() == 0.3
+    plt.close(ax.figure)
