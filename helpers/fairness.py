@@ -116,6 +116,8 @@ FEATURES = [*NUMERIC, *CATEGORICAL]
 
 def _binary(values, name: str) -> np.ndarray:
     """``values`` as a 1-D int64 array of 0/1 labels (bool accepted)."""
+    # (mutation testing, equivalent: ndim=1 is checked again by checks.labels below with the same
+    # message)
     arr = checks.array(values, name, ndim=1, dtype="any")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
@@ -124,6 +126,8 @@ def _binary(values, name: str) -> np.ndarray:
 
 def _scores(values, name: str) -> np.ndarray:
     """``values`` as a 1-D float array of probabilities in [0, 1] (0/1 decisions and bool too)."""
+    # (mutation testing, equivalent: the two ndim=1 checks here repeat each other with the same
+    # message, and astype(None) is float64)
     arr = checks.array(values, name, ndim=1, dtype="any")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.float64)
@@ -132,6 +136,8 @@ def _scores(values, name: str) -> np.ndarray:
 
 def _sensitive(values, n: int, other: str) -> np.ndarray:
     """The protected attribute as a 1-D array of length ``n`` without missing values."""
+    # (mutation testing, equivalent: allow_empty matters only for n == 0, and every caller has
+    # refused an empty y or scores)
     arr = checks.array(values, "sensitive", ndim=1, dtype="any", allow_empty=n == 0)
     checks.same_length("sensitive", arr, other, range(n))
     if pd.isna(arr).any():
@@ -149,6 +155,8 @@ def _weights(sample_weight, n: int, other: str) -> np.ndarray:
 
 def _privileged_mask(sensitive: np.ndarray, privileged) -> np.ndarray:
     """Boolean mask of the privileged rows; both groups must be non-empty."""
+    # (mutation testing, equivalent: == on an array is already boolean, dtype=bool only says so; the
+    # same in the functions below)
     mask = np.asarray(sensitive == privileged, dtype=bool)
     if mask.shape != sensitive.shape or not mask.any():
         present = pd.unique(sensitive)[:10].tolist()
@@ -276,6 +284,7 @@ def nearest_neighbors(X, k: int = 5) -> np.ndarray:
     k = checks.integer(k, "k", low=1)
     if k >= x.shape[0]:
         raise ValueError(f"k must be smaller than the number of rows of X ({x.shape[0]}), got {k}")
+    # (mutation testing, equivalent: return_distance=None is falsy like False)
     return NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
 
 
@@ -360,6 +369,7 @@ def group_report(y_true, y_pred, sensitive) -> pd.DataFrame:
                    "selection_rate": (tp + fp) / m.sum(), "tpr": tp / (tp + fn),
                    "fpr": fp / (fp + tn), "accuracy": (tp + tn) / m.sum(),
                    "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    # (mutation testing, equivalent: pandas reads orient case-insensitively)
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "group"
     return out
@@ -407,6 +417,8 @@ def reweighing_weights(y, sensitive, *, strength: float = 1.0) -> np.ndarray:
     alpha = checks.real(strength, "strength", low=0.0)
     n = yy.shape[0]
     codes, groups = pd.factorize(s)
+    # (mutation testing, equivalent: astype(None) is float64; factorize's codes cover every group,
+    # and a missing label raises at the empty-cell check before n_y is used)
     n_s = np.bincount(codes, minlength=len(groups)).astype(float)
     n_y = np.bincount(yy, minlength=2).astype(float)
     n_sy = np.zeros((len(groups), 2))
@@ -466,12 +478,15 @@ def massage(y, sensitive, scores, privileged, *, fraction: float = 1.0) -> np.nd
     priv = _privileged_mask(s, privileged)
     m = int(np.floor(frac * massage_count(yy, s, privileged) + 0.5))
     rate_p, rate_u = yy[priv].mean(), yy[~priv].mean()
+    # (mutation testing, equivalent: with equal rates M = 0 and nothing is flipped, whichever group
+    # is promoted)
     up, down = (~priv, priv) if rate_p >= rate_u else (priv, ~priv)
     promote = np.flatnonzero(up & (yy == 0))
     demote = np.flatnonzero(down & (yy == 1))
     if m > len(promote) or m > len(demote):
         raise ValueError(f"fraction must leave enough candidates: {m} pairs cannot be flipped "
                          f"({len(promote)} to promote, {len(demote)} to demote)")
+    # (mutation testing, equivalent: numpy reads the sort kind case-insensitively)
     promote = promote[np.argsort(-sc[promote], kind="stable")[:m]]
     demote = demote[np.argsort(sc[demote], kind="stable")[:m]]
     out = yy.copy()
@@ -518,6 +533,7 @@ def group_thresholds(scores, sensitive, target: str = "demographic_parity", y_tr
             raise ValueError(f"y_true must hold positive examples in every group: group {g!r} "
                              f"has none to set its threshold on (target={target})")
         k = int(np.floor(rate * gs.size + 0.5))
+        # (mutation testing, equivalent: float("INF") is also infinity)
         out[g] = float(gs[k - 1]) if k > 0 else float("inf")
     return out
 
@@ -537,6 +553,7 @@ def apply_thresholds(scores, sensitive, thresholds: Mapping) -> np.ndarray:
     for g in pd.unique(s).tolist():
         if g not in thresholds:
             raise ValueError(f"thresholds must have an entry for every group; {g!r} is missing")
+        # (mutation testing, equivalent: finite=None is falsy like False)
         t[np.asarray(s == g, dtype=bool)] = checks.real(thresholds[g], f"thresholds[{g!r}]",
                                                         finite=False)
     return (sc >= t).astype(np.int64)
@@ -577,6 +594,8 @@ def adult_pipeline(*, include_sex: bool = True, C: float = 1.0) -> Pipeline:
         ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
         ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
     ])
+    # (mutation testing, equivalent: remainder="drop" and max_iter=100 are scikit-learn's
+    # defaults, so dropping either changes nothing)
     pre = ColumnTransformer([("num", StandardScaler(), NUMERIC), ("cat", categorical, cats)],
                             remainder="drop")
     return Pipeline([("features", pre),
@@ -671,6 +690,8 @@ def bootstrap_ci(y_true, y_pred, sensitive, metrics: Mapping[str, Callable], *,
     def statistic(i):
         return np.array([metrics[k](yt[i], yp[i], s[i]) for k in names], dtype=float)
 
+    # (mutation testing, equivalent: scipy infers vectorized=False from a statistic without an axis
+    # argument and lowercases the method)
     res = stats.bootstrap((np.arange(yt.shape[0]),), statistic, vectorized=False,
                           n_resamples=n_boot, confidence_level=level, method="percentile",
                           rng=rng)
@@ -692,6 +713,7 @@ def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95,
     if v.size < 2:
         raise ValueError(f"values must hold at least 2 numbers to resample, got {v.size}")
     n_boot, level, rng = _bootstrap_args(n_boot, level, seed)
+    # (mutation testing, equivalent: scipy lowercases the method)
     res = stats.bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=level,
                           method="percentile", rng=rng)
     return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
@@ -752,6 +774,7 @@ def _sweep(values, make_fit, train, val, test, neighbors, include_sex, knob, des
             score = clf.predict_proba(x_test)
         row = {knob: v, **extra,
                **_validation_columns(val[LABEL].to_numpy(), val[SENSITIVE].to_numpy(), y_val)}
+        # (mutation testing, equivalent: PRIVILEGED is summarize's default)
         row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors,
                              y_score=score[:, 1]))
         rows.append(row)
@@ -788,6 +811,7 @@ def massaging_sweep(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, 
     _frames(train, val, test)
     fractions = _values(fractions, "fractions")
     y = _binary(train[LABEL], "train[LABEL]")
+    # (mutation testing, equivalent: massage checks scores' ndim again under the same name)
     sc = checks.array(scores, "scores", ndim=1)
     checks.same_length("scores", sc, "train", train)
 
@@ -822,6 +846,7 @@ def threshold_sweep(thresholds: Mapping, scores_val, val: pd.DataFrame, scores_t
         y_val = apply_thresholds(sv, val[SENSITIVE], th)
         row.update(_validation_columns(val[LABEL].to_numpy(), val[SENSITIVE].to_numpy(), y_val))
         y_pred = apply_thresholds(st, test[SENSITIVE], th)
+        # (mutation testing, equivalent: PRIVILEGED is summarize's default)
         row.update(summarize(test[LABEL], y_pred, test[SENSITIVE], PRIVILEGED, neighbors=neighbors))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -840,6 +865,8 @@ def interpolate_knob(sweep: pd.DataFrame, knob: str, column: str, target: float)
         raise ValueError("sweep must have at least one row, got an empty DataFrame")
     target = checks.real(target, "target")
     df = sweep.sort_values(knob)
+    # (mutation testing, equivalent: a DataFrame column is always 1-D; the loop cannot return at i =
+    # 0, where y[0] < target)
     x = checks.array(df[knob], f"sweep[{knob!r}]", ndim=1)
     y = checks.array(df[column], f"sweep[{column!r}]", ndim=1)
     if y[0] >= target:
@@ -876,6 +903,8 @@ def association_with(df: pd.DataFrame, column: str, features: Sequence[str]) -> 
     for f in features:
         x = df[f]
         if pd.api.types.is_numeric_dtype(x):
+            # (mutation testing, equivalent: a numeric column gives the same sums as int or float;
+            # the missing category's name does not change Cramér's V)
             xv = x.to_numpy(float)
             total = ((xv - xv.mean()) ** 2).sum()
             if total == 0:
