@@ -120,6 +120,8 @@ def _log_a_frac(q: float, sigma: float, alpha: float) -> float:
         bucket[0] = _log_add(bucket[0], log_s[0])
         bucket[1] = _log_add(bucket[1], log_s[1])
         i += 1
+        # Mutation testing: the thresholds are equivalent under small changes (< -31, <= -30, an
+        # iteration cap of 100_000 vs 100_001 or >=): a term below e^-30 changes log A by < 1e-13.
         if max(log_s) < -30 or i > 100_000:
             break
     return _log_add(_log_sub(pos[0], neg[0]), _log_sub(pos[1], neg[1]))
@@ -211,9 +213,14 @@ def noise_multiplier_for(target_epsilon: float, sample_rate: float, steps: int, 
     def eps_of(sigma: float) -> float:
         return epsilon(sigma, sample_rate, steps, delta, conversion=conversion, orders=orders)
 
+    # Mutation testing: the starting bracket (hi = 2), the doubling (3 * hi) and the
+    # comparisons at the target (`>=` for `>`, in both loops; `hi - lo >= tol`) are
+    # equivalent: they move the bisection's path, and the answer stays within tol.
     lo, hi = 1e-2, 1.0
     while eps_of(hi) > target:
         lo, hi = hi, 2 * hi
+        # hi is a power of two, never exactly 1e5 nor between 1e5 and 100001: `>=`, 100001
+        # are equivalent mutants.
         if hi > 1e5:
             raise ValueError(f"target_epsilon={target:g} needs a noise multiplier above 1e5")
     while hi - lo > tol:
@@ -234,6 +241,10 @@ def gaussian_delta(noise_multiplier: float, eps: float) -> float:
     eps = checks.real(eps, "eps", low=0.0)
     a = special.log_ndtr(1 / (2 * sigma) - eps * sigma)
     b = eps + special.log_ndtr(-1 / (2 * sigma) - eps * sigma)
+    # Mutation testing: `a >= b` and `(a > b) or True` are equivalent: mathematically a > b
+    # always (delta > 0), so a <= b only happens when both underflow to -inf, where
+    # exp(a) - exp(b) is 0.0 as well; the guard only keeps a rounded tiny delta from going
+    # negative.
     return float(math.exp(a) - math.exp(b)) if a > b else 0.0
 
 
@@ -242,8 +253,12 @@ def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
     function, found with Brent's method)."""
     sigma = checks.real(noise_multiplier, "noise_multiplier", low=0.0, low_open=True)
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
+    # Mutation testing: `<` instead of `<=` is equivalent (at delta == delta(0) the root
+    # search below starts at f(0) = 0 and brentq returns 0.0 as well).
     if gaussian_delta(sigma, 0.0) <= delta:
         return 0.0
+    # Mutation testing: the bracket (hi = 2, hi *= 3, `>=`) and brentq's xtol (its default
+    # 2e-12) are equivalent: any bracket of the root gives the same root to within ~1e-12.
     hi = 1.0
     while gaussian_delta(sigma, hi) > delta:
         hi *= 2
@@ -266,6 +281,8 @@ def naive_composition_epsilon(noise_multiplier: float, sample_rate: float, steps
     """Basic composition (Dwork et al. 2006): ``steps`` (eps_s, delta_s) steps are
     (steps * eps_s, steps * delta_s)-DP; delta_s is chosen as delta / steps."""
     _, q, steps = _check_common(noise_multiplier, sample_rate, steps)
+    # Mutation testing: open_low=False/None here is equivalent: delta = 0 makes the per-step
+    # delta 0, which gaussian_epsilon rejects with the same message ("delta must be ... > 0").
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
     eps_s, _ = subsampled_gaussian_step(noise_multiplier, q, delta / (steps * q))
     return steps * eps_s
@@ -277,6 +294,8 @@ def advanced_composition_epsilon(noise_multiplier: float, sample_rate: float, st
     (e, d)-DP are (e sqrt(2k log(1/d')) + k e (e^e - 1), k d + d')-DP. Half of delta goes to
     d', half to the steps (d = delta / (2k))."""
     _, q, steps = _check_common(noise_multiplier, sample_rate, steps)
+    # Mutation testing: open_low=False/None here is equivalent: delta = 0 makes the per-step
+    # delta 0, which gaussian_epsilon rejects with the same message ("delta must be ... > 0").
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
     e, _ = subsampled_gaussian_step(noise_multiplier, q, delta / (2 * steps * q))
     return e * math.sqrt(2 * steps * math.log(2 / delta)) + steps * e * math.expm1(e)
@@ -312,11 +331,15 @@ def audit_epsilon_lower_bound(m: int, r: int, v: int, delta: float,
     eps = 0 is not rejected."""
     confidence = checks.fraction(confidence, "confidence", open_low=True, open_high=True)
     alpha = 1 - confidence
+    # Mutation testing: `>` for `>=` here, `<=` for `<` in the loops below, the start hi = 2,
+    # the growth 3 * hi and 51 halvings are equivalent: the root is found to ~1e-14 anyway.
     if audit_p_value(m, r, v, 0.0, delta) >= alpha:
         return 0.0
     lo, hi = 0.0, 1.0
     while audit_p_value(m, r, v, hi, delta) < alpha:
         lo, hi = hi, 2 * hi
+        # Unreachable guard (equivalent mutants `>= 100`, `> 101`): expit(64) rounds to 1.0, so
+        # the p-value at eps = 64 is 1 >= alpha and the doubling stops at hi = 64 at the latest.
         if hi > 100:
             return lo
     for _ in range(50):
