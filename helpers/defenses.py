@@ -557,7 +557,7 @@ def noise_trained_cnn(sigma: float, device=None) -> nn.Module:
 
 def evaluation_suite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = EPS, *,
                      steps: int = 50, restarts: int = 1, transfer_from: torch.Tensor | None = None,
-                     seed: int = 0, batch_size: int = 500) -> dict[str, torch.Tensor]:
+                     seed: int = 0, batch_size: int = 250) -> dict[str, torch.Tensor]:
     """The protocol of HW3 for an L-inf threat model (Carlini et al. 2019): FGSM; PGD-``steps``
     with ``restarts`` random restarts on the cross-entropy and on the logit margin
     (Carlini-Wagner); optionally the transfer examples ``transfer_from`` (made on another
@@ -566,6 +566,10 @@ def evaluation_suite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     :math:`\\alpha = \\max(2.5\\,\\varepsilon / \\text{steps}, \\varepsilon / 10)`
     (Madry et al. 2018); PGD keeps each example's first fooling iterate (``early_stop``), which
     fools every example the last iterate fools and skips the gradients of fooled examples.
+
+    ``batch_size`` only sets the chunking (the random starts are drawn for all images first):
+    on one CPU thread a forward-backward pass costs about 1.5 times less per image in chunks of
+    250 than of 500 (cache effects), hence the default.
 
     Returns the dict of boolean tensors "clean", "fgsm", "pgd_ce", "pgd_margin",
     ["transfer"], "worst_case" (True: classified correctly).
@@ -603,7 +607,7 @@ def accuracy_vs_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_valu
             out.append(models.evaluate(model, (x, y)))
             continue
         x_adv = attacks.pgd(model, x, y, float(eps), 2.5 * float(eps) / steps, steps,
-                            loss=loss, seed=seed, batch_size=500, early_stop=True)
+                            loss=loss, seed=seed, batch_size=250, early_stop=True)
         out.append(models.evaluate(model, (x_adv, y)))
     return out
 
