@@ -316,6 +316,9 @@ def audit_p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
     delta = checks.fraction(delta, "delta", open_high=True)
     p = special.expit(eps)
     tail = float(stats.binom.sf(v - 1, r, p))
+    # Mutation testing, equivalent mutants: `delta == 1` for `delta == 0` (delta < 1 always; at
+    # delta = 0 the general branch adds 0 * max), `min(2.0, tail)` (a tail is <= 1), and
+    # i up to v + 1 (the extra term cdf(v-1) / (v+1) is below the i = v term cdf(v-1) / v).
     if delta == 0 or v == 0:
         return min(1.0, tail)
     i = np.arange(1, v + 1)

@@ -286,10 +286,23 @@ def test_naive_composition_by_hand():
     (1000, 100, 90, 1.0, 1e-5), (1000, 100, 90, 2.0, 0.0), (50, 20, 15, 0.5, 1e-3),
     (200, 40, 0, 1.0, 1e-5), (10, 10, 10, 0.0, 0.0), (500, 60, 45, 0.3, 1e-4),
     (30, 12, 7, 0.2, 0.05),  # large m * delta: the min(1, .) clip
+    # v just above the mode (73): the max over i is at i = 1 (pmf rising towards v - 1)
+    (1000, 100, 74, 1.0, 1e-3),
+    (100, 4, 2, 0.0, 1e-3), (50, 3, 1, 0.5, 1e-2),  # v <= 2: i runs over 1..v
 ])
 def test_audit_p_value_matches_exact_binomial_sums(m, r, v, eps, delta):
     assert acc.audit_p_value(m, r, v, eps, delta) == pytest.approx(
         _audit_p_ref(m, r, v, eps, delta), rel=1e-9, abs=1e-300)
+
+
+def test_audit_p_value_max_at_i_one():
+    # the case above where the maximum of P[v - i <= B < v] / i is the single term i = 1
+    p = math.exp(1.0) / (1 + math.exp(1.0))
+    terms = [stats.binom.pmf(np.arange(74 - i, 74), 100, p).sum() / i for i in range(1, 75)]
+    assert int(np.argmax(terms)) == 0
+    assert acc.audit_p_value(1000, 100, 74, 1.0, 1e-3) == pytest.approx(
+        stats.binom.sf(73, 100, p) + 2 * 1000 * 1e-3 * terms[0], rel=1e-9)
+    assert acc.audit_p_value(1000, 100, 74, 1.0, 1e-3) < 1
 
 
 def test_audit_p_value_clips_at_one_and_grows_with_eps():
