@@ -78,6 +78,8 @@ def _log_sub(a: float, b: float) -> float:
     """log(e^a - e^b) for a >= b (``-inf`` when equal)."""
     if b > a:
         raise ValueError("log_sub: the result would be the log of a negative number")
+    # Mutation testing: `b == +math.inf` is an equivalent mutant (b = -inf then falls through
+    # to a + log(-expm1(-inf)) = a + log(1) = a, or to a == b when a = -inf too).
     if b == -math.inf:
         return a
     if a == b:
@@ -281,8 +283,6 @@ def naive_composition_epsilon(noise_multiplier: float, sample_rate: float, steps
     """Basic composition (Dwork et al. 2006): ``steps`` (eps_s, delta_s) steps are
     (steps * eps_s, steps * delta_s)-DP; delta_s is chosen as delta / steps."""
     _, q, steps = _check_common(noise_multiplier, sample_rate, steps)
-    # Mutation testing: open_low=False/None here is equivalent: delta = 0 makes the per-step
-    # delta 0, which gaussian_epsilon rejects with the same message ("delta must be ... > 0").
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
     eps_s, _ = subsampled_gaussian_step(noise_multiplier, q, delta / (steps * q))
     return steps * eps_s
@@ -294,8 +294,6 @@ def advanced_composition_epsilon(noise_multiplier: float, sample_rate: float, st
     (e, d)-DP are (e sqrt(2k log(1/d')) + k e (e^e - 1), k d + d')-DP. Half of delta goes to
     d', half to the steps (d = delta / (2k))."""
     _, q, steps = _check_common(noise_multiplier, sample_rate, steps)
-    # Mutation testing: open_low=False/None here is equivalent: delta = 0 makes the per-step
-    # delta 0, which gaussian_epsilon rejects with the same message ("delta must be ... > 0").
     delta = checks.fraction(delta, "delta", open_low=True, open_high=True)
     e, _ = subsampled_gaussian_step(noise_multiplier, q, delta / (2 * steps * q))
     return e * math.sqrt(2 * steps * math.log(2 / delta)) + steps * e * math.expm1(e)
