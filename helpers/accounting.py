@@ -94,6 +94,8 @@ def _log_erfc(x: float) -> float:
 
 def _log_a_int(q: float, sigma: float, alpha: int) -> float:
     """log A_alpha for integer alpha by the binomial expansion (MTZ 2019, Sec. 3.2)."""
+    # Mutation testing, equivalent mutants: an integer k (dtype removed) gives the same terms,
+    # and k up to alpha + 1 adds a term with gammaln(0) = inf, i.e. a zero binomial (-inf).
     k = np.arange(alpha + 1, dtype=np.float64)
     log_binom = (special.gammaln(alpha + 1) - special.gammaln(k + 1)
                  - special.gammaln(alpha - k + 1))
