@@ -330,7 +330,7 @@ def audit_epsilon_lower_bound(m: int, r: int, v: int, delta: float,
                               confidence: float = 0.95) -> float:
     """The largest eps that the audit rejects at ``confidence``: with probability
     ``confidence`` the run is NOT (eps, delta)-DP for any smaller eps (Steinke, Nasr,
-    Jagielski 2023). Bisection on :func:`audit_p_value`, which decreases in eps; 0 when even
+    Jagielski 2023). Bisection on :func:`audit_p_value`, which increases in eps; 0 when even
     eps = 0 is not rejected."""
     confidence = checks.fraction(confidence, "confidence", open_low=True, open_high=True)
     alpha = 1 - confidence
