@@ -225,8 +225,9 @@ def test_unlearning_removes_the_toy_backdoor_and_keeps_shapes_and_mode(toy, reve
     model.eval()
 
 
-def test_unlearn_stamps_the_requested_share(monkeypatch, toy):
-    model, x, y = toy
+@pytest.fixture
+def train_inputs(monkeypatch):
+    """Replaces models.train by a spy that records the training images unlearn hands it."""
     seen = {}
 
     def spy(m, loader, epochs, **kwargs):
@@ -234,6 +235,12 @@ def test_unlearn_stamps_the_requested_share(monkeypatch, toy):
         return []
 
     monkeypatch.setattr(models, "train", spy)
+    return seen
+
+
+def test_unlearn_stamps_the_requested_share(train_inputs, toy):
+    model, x, y = toy
+    seen = train_inputs
     backdoor.unlearn(model, x[:100], y[:100], *PLANTED, stamp_fraction=0.2, seed=0)
     changed = (seen["x"] != x[:100]).flatten(1).any(1)
     stamped = backdoor.stamp(x[:100], *PLANTED)
@@ -245,18 +252,12 @@ def test_unlearn_stamps_the_requested_share(monkeypatch, toy):
     assert torch.equal(seen["x"], x[:100])
 
 
-def test_unlearn_shift_moves_the_trigger_within_the_range(monkeypatch, toy):
+def test_unlearn_shift_moves_the_trigger_within_the_range(train_inputs, toy):
     """With shift=2 every stamped image equals the trigger stamped after a move of (dy, dx) in
     {-2..2}^2. The reference is torch.roll (a second, independent way to move it), exact here
     because the 3x3 square sits 4 pixels from the border, so a 2-pixel roll never wraps."""
     model, x, y = toy
-    seen = {}
-
-    def spy(m, loader, epochs, **kwargs):
-        seen["x"] = loader.dataset.tensors[0]
-        return []
-
-    monkeypatch.setattr(models, "train", spy)
+    seen = train_inputs
     mask, pattern = backdoor.square_trigger(3, offset=4, image_size=SIZE)  # room to move
     backdoor.unlearn(model, x[:200], y[:200], mask, pattern, stamp_fraction=0.5, shift=2,
                      seed=0)
