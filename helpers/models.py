@@ -468,7 +468,6 @@ def second_model(device: torch.device | str | None = None) -> MLP:
     return _train_mnist_model(MLP, "mnist_mlp", SECOND_MODEL_CONFIG, device)
 
 
-
 def tensor_digest(*tensors) -> str:
     """SHA-256 (first 16 hex) of tensors' shapes, dtypes and bytes: a cache key for data held
     in memory (two calls agree exactly when the tensors are equal element for element)."""
