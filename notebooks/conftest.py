@@ -13,14 +13,24 @@ rich outputs (figures, HTML tables) are not compared either, only their text.
   taken at its word without asking torch).
 * After the first failing cell of a notebook, its remaining cells are skipped with a message
   naming that cell, so that the end of the log names the cause, not a knock-on ``NameError``.
+* While a cell runs, its IOPub messages (outputs, progress-bar updates) are read as they come
+  (``_await_reply_draining_iopub``). nbval 0.11 reads IOPub only after the cell's reply; a long
+  cell whose progress bars send more messages than ZeroMQ's high-water marks hold (1,000 a
+  socket) then loses the newest ones, its final "idle" status among them, and nbval fails the
+  cell with "Timeout of 5 seconds exceeded waiting for output" (a CI run failed HW4 this way).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import time
+from queue import Empty
 
 import pytest
+import zmq
+from nbval.kernel import RunningKernel
 from nbval.plugin import IPyNbCell
 
 _first_failure: dict[str, str] = {}
@@ -62,6 +72,50 @@ def _is_progress_bar(output) -> bool:
     return "application/vnd.jupyter.widget-view+json" in data \
         and "%|" in "".join(data.get("text/plain", ""))
 
+
+def _iopub_backlog(kernel: RunningKernel) -> collections.deque:
+    """The IOPub messages read while waiting for a reply, oldest first, not yet handed to nbval."""
+    return kernel.__dict__.setdefault("_workbook_iopub_backlog", collections.deque())
+
+
+def _await_reply_draining_iopub(self, msg_id, timeout=None):
+    """nbval's ``await_reply`` (wait on the shell channel for the reply to ``msg_id``; raise
+    ``queue.Empty`` after ``timeout`` seconds), except that IOPub is read into a backlog
+    meanwhile, so that no message is dropped at a full socket however long the cell runs."""
+    shell, iopub = self.kc.shell_channel.socket, self.kc.iopub_channel.socket
+    poller = zmq.Poller()
+    poller.register(shell, zmq.POLLIN)
+    poller.register(iopub, zmq.POLLIN)
+    backlog = _iopub_backlog(self)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = dict(poller.poll(None if left is None else int(left * 1000)))
+        if iopub in ready:
+            backlog.append(self.kc.iopub_channel.get_msg(timeout=0))
+        if shell in ready:
+            msg = self.kc.shell_channel.get_msg(timeout=0)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                if msg["content"]["status"] == "aborted":
+                    raise RuntimeError("Kernel aborted execution request")  # as nbval does
+                return
+        if not ready and left == 0.0:
+            raise Empty
+
+
+_get_message = RunningKernel.get_message
+
+
+def _get_message_from_backlog(self, stream, timeout=None):
+    """nbval's ``get_message``: IOPub messages already read come first, in order."""
+    backlog = _iopub_backlog(self)
+    if stream == "iopub" and backlog:
+        return backlog.popleft()
+    return _get_message(self, stream, timeout=timeout)
+
+
+RunningKernel.await_reply = _await_reply_draining_iopub
+RunningKernel.get_message = _get_message_from_backlog
 
 _compare_outputs = IPyNbCell.compare_outputs
 

@@ -178,6 +178,30 @@ def test_nbval_compares_on_the_cpu_and_not_on_cuda(tmp_path, device, compared):
         assert "output comparison was OFF (CUDA device)" in out
 
 
+def test_nbval_keeps_every_message_of_a_cell_that_sends_thousands(tmp_path):
+    """A cell that sends 20,000 display updates (a long cell's progress bars) and then prints:
+    without the conftest's IOPub draining, ZeroMQ drops the messages past its high-water marks,
+    the final "idle" among them, and nbval fails with "Timeout of 5 seconds exceeded waiting for
+    output" (measured: from about 10,000 updates on). The printed line must still be compared."""
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
+    cell = nbformat.v4.new_code_cell(
+        "# NBVAL_CHECK_OUTPUT\nfrom IPython.display import display\n"
+        "handle = display('start', display_id=True)\n"
+        "for i in range(20_000):\n    handle.update(i)\nprint('after', i)", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "'start'"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="after 19999\n")]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell("1")]),
+                   tmp_path / "chatty.ipynb")
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                           "-p", "no:cacheprovider", "chatty.ipynb"], cwd=tmp_path,
+                          env=_env(WORKBOOK_DEVICE="cpu"), capture_output=True, text=True,
+                          timeout=600)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert done.returncode == 0, out
+    assert "2 passed" in out.strip().splitlines()[-1]
+
+
 def _bar_notebook(with_state: bool):
     """A notebook whose one output is a tqdm widget stored at its first frame, "0%"."""
     nb = nbformat.v4.new_notebook()
