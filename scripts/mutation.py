@@ -6,7 +6,8 @@
 
 For each module ``helpers/<m>.py`` with a test file ``tests/test_<m>.py``, a private working copy
 is made under ``build/mutation/<m>/`` (the package, that module's tests, the data), and mutmut
-mutates only ``helpers/<m>.py`` and runs only ``tests/test_<m>.py`` against each mutant: one
+mutates only ``helpers/<m>.py`` and runs only its test files (``tests/test_<m>.py`` and
+``tests/test_<m>_*.py``, e.g. ``test_attacks_adaptive.py``) against each mutant: one
 planted single-token bug at a time (an operator, a constant, a comparison, a removed call...).
 A mutant is *killed* when a test fails, *survives* when every test passes. The score is
 killed / (killed + survived); timeouts count as killed, mutants no test reaches count as
@@ -41,25 +42,35 @@ KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 SURVIVED = {"survived", "no tests"}
 
 
+def test_files(module: str) -> list[Path]:
+    """The unit tests of ``helpers/<module>.py``: ``tests/test_<module>.py`` first, then any
+    ``tests/test_<module>_*.py`` (a second file for the same module)."""
+    return [ROOT / "tests" / f"test_{module}.py",
+            *sorted((ROOT / "tests").glob(f"test_{module}_*.py"))]
+
+
 def _prepare(module: str, keep: bool = False) -> Path:
     work = OUT / module
     if keep and (work / "mutants").is_dir():
         # resume: mutmut skips the mutants it has already tested; the current tests are copied
         # in (mutmut collects coverage for new tests), the mutated module is not regenerated
-        shutil.copy(ROOT / "tests" / f"test_{module}.py", work / "tests" / f"test_{module}.py")
+        for path in test_files(module):
+            shutil.copy(path, work / "tests" / path.name)
         return work
     shutil.rmtree(work, ignore_errors=True)
     (work / "tests").mkdir(parents=True)
     shutil.copytree(ROOT / "helpers", work / "helpers",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "tests" / "conftest.py", work / "tests" / "conftest.py")
-    shutil.copy(ROOT / "tests" / f"test_{module}.py", work / "tests" / f"test_{module}.py")
+    for path in test_files(module):
+        shutil.copy(path, work / "tests" / path.name)
+    selected = ", ".join(f'"tests/{path.name}"' for path in test_files(module))
     (work / "data").symlink_to(ROOT / "data")
     (work / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["helpers"]\n'
         f'only_mutate = ["helpers/{module}.py"]\n'
-        f'pytest_add_cli_args_test_selection = ["tests/test_{module}.py"]\n'
+        f"pytest_add_cli_args_test_selection = [{selected}]\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
         'also_copy = ["data"]\n'
     )
