@@ -49,6 +49,13 @@ class MnistCNN(nn.Module):
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 5 * 5, 128), nn.ReLU(),
                                   nn.Linear(128, num_classes))
+        # The conv weights in channels-last order (NHWC): oneDNN then runs both convolutions in
+        # that layout, which on a CPU makes the forward pass about 1.8x and a training step
+        # about 1.4x faster than NCHW (``benchmarks/bench_threads.py``). Only the layout of
+        # memory changes, not the function: ``flatten`` reads the features in NCHW order
+        # whatever their layout, and ``.to(device)``, ``load_state_dict`` and ``deepcopy`` keep
+        # it.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

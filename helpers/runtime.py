@@ -66,16 +66,25 @@ def _check_seed(seed) -> int:
     return seed
 
 
+#: CPU threads by default (torch, BLAS, OpenMP): the 2-core CPU the budgets are set for.
+DEFAULT_THREADS = 2
+
+
 def cpu_threads() -> int:
-    """The number of CPU threads the notebooks compute with: 1, or ``WORKBOOK_THREADS``.
+    """The number of CPU threads the notebooks compute with: :data:`DEFAULT_THREADS` (2), or
+    ``WORKBOOK_THREADS``.
 
     A parallel reduction (a convolution's weight gradient, a BLAS product) adds its terms in an
     order that depends on the number of threads, so a model trained with two threads differs in
     the last bits from one trained with one, and after thousands of steps in the printed
-    accuracies. Fixing the count makes a CPU run reproduce the committed outputs on any machine,
-    whatever its number of cores, at some cost in speed on a multi-core CPU.
+    accuracies. The work is split by the thread count, not by the cores: with the count fixed a
+    CPU run reproduces the committed outputs on any machine, whatever its number of cores
+    (measured: the same weights with 2 threads on 2 cores and on 1 core, ``taskset -c 0``).
+    Two is the laptop the workbook is budgeted for: on 2 cores it runs the CNN's
+    forward-backward passes about 1.7x faster than one thread (``benchmarks/bench_threads.py``);
+    a machine with more cores may set more and accept other last digits.
     """
-    value = os.environ.get("WORKBOOK_THREADS", "").strip() or "1"
+    value = os.environ.get("WORKBOOK_THREADS", "").strip() or str(DEFAULT_THREADS)
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"WORKBOOK_THREADS must be a positive integer, got {value!r}")
     return int(value)
@@ -164,7 +173,7 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
     Deterministic algorithms: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an
     operation with no deterministic implementation warns instead of failing), cuDNN autotuning
     off, and ``CUBLAS_WORKSPACE_CONFIG`` set as CUDA's reproducibility notes require. CPU work
-    (torch and BLAS) uses a fixed number of threads, :func:`cpu_threads` (1 unless
+    (torch and BLAS) uses a fixed number of threads, :func:`cpu_threads` (2 unless
     ``WORKBOOK_THREADS`` says otherwise), so that results do not depend on the number of cores.
     The same seed then gives the same data order, initial weights and results on every CPU
     machine with the pinned libraries.

@@ -185,19 +185,21 @@ def test_a_plain_torch_import_after_setup_is_seeded_too():
 
 
 def test_setup_fixes_the_cpu_threads_whatever_the_cores(monkeypatch):
-    # results must not depend on the core count: one thread by default, WORKBOOK_THREADS wins
+    # results must not depend on the core count: two threads by default, WORKBOOK_THREADS wins
     from threadpoolctl import threadpool_info
 
     monkeypatch.delenv("WORKBOOK_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
         runtime.setup(seed=0, verbose=False)
+        assert torch.get_num_threads() == 2
+        assert all(pool["num_threads"] == 2 for pool in threadpool_info()
+                   if pool["user_api"] == "blas")
+        monkeypatch.setenv("WORKBOOK_THREADS", "1")
+        runtime.setup(seed=0, verbose=False)
         assert torch.get_num_threads() == 1
         assert all(pool["num_threads"] == 1 for pool in threadpool_info()
                    if pool["user_api"] == "blas")
-        monkeypatch.setenv("WORKBOOK_THREADS", "2")
-        runtime.setup(seed=0, verbose=False)
-        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
