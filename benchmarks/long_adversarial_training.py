@@ -17,7 +17,8 @@ CPU budget and does not reach the issue's goal (worst-case accuracy >= 88% at L-
   restart (the notebook's suite) and once with ``--restarts`` restarts (the issue's protocol).
 
 Everything goes through the workbook's helpers (``defenses.adversarial_perturbation``,
-``defenses.train_with_probe``, ``defenses.evaluation_suite``); one thread (``runtime.setup``).
+``defenses.train_with_probe``, ``defenses.evaluation_suite``), with the CPU threads of
+``runtime.setup``.
 The summary is written to ``--out`` (JSON) and the weights beside it (``.pt``).
 
 Usage: nice -n 19 python benchmarks/long_adversarial_training.py [--arch wong] [--kind fgsm_rs]
