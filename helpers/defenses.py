@@ -568,8 +568,8 @@ def evaluation_suite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     fools every example the last iterate fools and skips the gradients of fooled examples.
 
     ``batch_size`` only sets the chunking (the random starts are drawn for all images first):
-    on one CPU thread a forward-backward pass costs about 1.5 times less per image in chunks of
-    250 than of 500 (cache effects), hence the default.
+    on the CPU a forward-backward pass costs less per image in chunks of 250 than in larger ones
+    (cache effects; ``benchmarks/bench_threads.py``), hence the default.
 
     Returns the dict of boolean tensors "clean", "fgsm", "pgd_ce", "pgd_margin",
     ["transfer"], "worst_case" (True: classified correctly).
