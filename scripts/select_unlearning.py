@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from helpers import backdoor, models, runtime  # noqa: E402
+from helpers import backdoor, models, runtime
 
 GRID = {"epochs": (2, 4), "lr": (1e-3, 3e-3), "stamp_fraction": (0.2, 0.5), "shift": (0, 2)}
 HELD_OUT = 1000
