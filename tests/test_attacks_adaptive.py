@@ -7,6 +7,8 @@ form) and a small ReLU network, so that the whole file runs in seconds.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -216,6 +218,105 @@ def test_worst_case_is_the_conjunction_and_checks_the_ball():
         attacks.worst_case(model, x, y, cheat, eps=0.05)
 
 
+
+def test_worst_case_measures_the_ball_in_the_chosen_norm_and_checks_the_box():
+    model = _relu_net()
+    x = _images(8)
+    x[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # pixels on the box are inside the threat model
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    noop = {"noop": lambda m, a, b: a.clone()}
+    assert torch.equal(attacks.worst_case(model, x, y, noop, eps=0.0)["noop"], torch.ones(8) > 0)
+    shift = {"shift": lambda m, a, b: a + 0.05 * (a < 0.95)}  # linf 0.05, l2 about 1.4
+    attacks.worst_case(model, x, y, shift, eps=0.05)
+    attacks.worst_case(model, x, y, shift, eps=1.5, norm="l2")
+    with pytest.raises(ValueError, match=r"^attack 'shift' left the threat model \(l2 eps 1\)"):
+        attacks.worst_case(model, x, y, shift, eps=1.0, norm="l2")
+    # within 1e-5 of the budget is inside (float rounding), beyond it is outside
+    attacks.worst_case(model, x, y, {"a": lambda m, a, b: a - 0.05 * (a > 0.05)}, eps=0.05 - 5e-6)
+    with pytest.raises(ValueError, match=r"^attack 'a' left the threat model \(linf eps 0.0499"):
+        attacks.worst_case(model, x, y, {"a": lambda m, a, b: a - 0.05 * (a > 0.05)},
+                           eps=0.05 - 2e-5)
+    above = {"above": lambda m, a, b: a + 0.01}  # in the ball, but pixel 1.0 leaves the box
+    with pytest.raises(ValueError, match=r"^attack 'above' left the threat model \(linf eps"):
+        attacks.worst_case(model, x, y, above, eps=0.05)
+    below = {"below": lambda m, a, b: a - 0.01}
+    with pytest.raises(ValueError, match=r"^attack 'below' left the threat model \(linf eps"):
+        attacks.worst_case(model, x, y, below, eps=0.05)
+    # without eps nothing is checked: the attack's own result is scored
+    out = attacks.worst_case(model, x, y, above)
+    with torch.no_grad():
+        assert torch.equal(out["above"], model(x + 0.01).argmax(1) == y)
+
+
+def _tanh_net(seed: int, d: int, k: int, scale: float) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, k)).double()
+    with torch.no_grad():
+        net[1].weight.mul_(scale)
+        net[3].weight.mul_(scale)
+    return net.eval()
+
+
+def _cw_reference(model, x, y, kappa, c0, rounds, steps, lr):
+    """Carlini-Wagner L2 one example at a time, the binary search over c kept in Python floats
+    (x10 until a round succeeds, then bisection between the largest failing and the smallest
+    succeeding c); returns x_adv, the distances and each example's sequence of c."""
+    out, dist, trace = [], [], []
+    for i in range(len(x)):
+        x0, t = x[i : i + 1], int(y[i])
+        w0 = torch.atanh((2 * x0 - 1) * 0.999)
+        c, lo, hi = c0, 0.0, math.inf
+        best, best_l2, cs = x0.clone(), math.inf, []
+        for _ in range(rounds):
+            cs.append(c)
+            w = w0.clone().requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=lr)
+            success = False
+            for _ in range(steps):
+                xa = (torch.tanh(w) + 1) / 2
+                z = model(xa)[0]
+                margin = z[t] - torch.cat([z[:t], z[t + 1 :]]).max()
+                l2 = (xa - x0).norm()
+                if float(margin.detach()) <= -kappa and int(z.argmax()) != t:
+                    success = True
+                    if float(l2.detach()) < best_l2:
+                        best, best_l2 = xa.detach().clone(), float(l2.detach())
+                loss = l2**2 + c * torch.clamp(margin + kappa, min=0)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if success:
+                hi = min(hi, c)
+            else:
+                lo = max(lo, c)
+            c = 10 * c if math.isinf(hi) else (lo + hi) / 2
+        out.append(best)
+        dist.append(best_l2)
+        trace.append(cs)
+    return torch.cat(out), torch.tensor(dist, dtype=x.dtype), trace
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.3])
+def test_cw_matches_a_one_example_at_a_time_reference(kappa):
+    # A curved 9-pixel model in float64 where the binary search takes both branches: some
+    # examples need c raised tenfold, some bisect down, some are never fooled (distance inf).
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(8, 1, 3, 3, generator=g).double()
+    model = _tanh_net(2, 9, 4, 2.0)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    x_adv, l2 = attacks.carlini_wagner_l2(model, x, y, kappa=kappa, c=0.5, binary_steps=4,
+                                          steps=15, lr=0.05, batch_size=3)
+    expected, expected_l2, trace = _cw_reference(model, x, y, kappa, 0.5, 4, 15, 0.05)
+    assert torch.allclose(x_adv, expected, atol=1e-9, rtol=0)
+    assert torch.equal(torch.isinf(l2), torch.isinf(expected_l2))
+    finite = torch.isfinite(l2)
+    assert torch.allclose(l2[finite], expected_l2[finite], atol=1e-9, rtol=0)
+    assert 0 < int(finite.sum()) < len(x)
+    assert any(cs[1] == 5.0 for cs in trace)  # raised tenfold after a failing first round
+    assert any(cs[1] == 0.25 for cs in trace)  # bisected after a successful first round
+
 BAD = [
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, kappa=-1.0), ValueError, "kappa"),
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, c=0.0), ValueError, "c must"),
@@ -224,20 +325,33 @@ BAD = [
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, steps=1.5), TypeError, "steps"),
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, lr=-0.1), ValueError, "lr"),
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x * 2, y), ValueError, r"\[0, 1\]"),
-    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y + 20), ValueError, "labels in"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y + 20), ValueError,
+     r"^y must hold labels in \[0, 10\), got 21$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, torch.tensor([0, 10])), ValueError,
+     r"^y must hold labels in \[0, 10\), got 10$"),
     (lambda m, x, y: attacks.carlini_wagner_l2("m", x, y), TypeError, "model"),
-    (lambda m, x, y: attacks.BPDA(m, 3), TypeError, "preprocess"),
+    (lambda m, x, y: attacks.BPDA(m, 3), TypeError, r"^preprocess must be callable as"),
     (lambda m, x, y: attacks.EOT(m, lambda v, g: v, samples=0), ValueError, "samples"),
-    (lambda m, x, y: attacks.EOT(m, None), TypeError, "transform"),
+    (lambda m, x, y: attacks.EOT(m, None), TypeError, r"^transform must be callable as"),
     (lambda m, x, y: attacks.EOT(m, lambda v, g: v, seed=-1), ValueError, "seed"),
     (lambda m, x, y: attacks.gaussian_noise(0.0), ValueError, "sigma"),
     (lambda m, x, y: attacks.gaussian_noise("a"), TypeError, "sigma"),
-    (lambda m, x, y: attacks.worst_case(m, x, y, {}), TypeError, "attacks"),
-    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": 1}), TypeError, "callables"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {}), TypeError,
+     r"^attacks must be a non-empty dict"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, [lambda *a: x]), TypeError,
+     r"^attacks must be a non-empty dict"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": 1}), TypeError,
+     r"^attacks must map names \(str\) to callables, got 'a'"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {3: lambda *a: x}), TypeError,
+     r"^attacks must map names \(str\) to callables, got 3"),
     (lambda m, x, y: attacks.worst_case(m, x, y, {"clean": lambda *a: x}), ValueError,
-     "reserved"),
+     r"^attack name 'clean' is reserved"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"worst_case": lambda *a: x}), ValueError,
+     r"^attack name 'worst_case' is reserved"),
     (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x[:1]}), ValueError,
-     "shaped like x"),
+     r"^attack 'a' must return a tensor shaped like x"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x.numpy()}), ValueError,
+     r"^attack 'a' must return a tensor shaped like x"),
     (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, eps=-1), ValueError,
      "eps"),
     (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, norm="l1"), ValueError,
