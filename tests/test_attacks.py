@@ -146,7 +146,7 @@ def test_mode_restored_when_the_attack_raises(problem):
     model, x, y, _ = problem
     model.train()
     try:
-        with pytest.raises(ValueError, match="must hold labels in"):
+        with pytest.raises(ValueError, match=LABEL_10):
             attacks.pgd(model, x[:4], torch.tensor([0, 1, 2, 10]), 0.1, 0.01, 2)
         assert all(m.training for m in model.modules())
     finally:
@@ -513,20 +513,28 @@ def test_universal_perturbation_stops_at_the_target_rate(problem):
 
 
 def _algorithm_1_reference(model, x, eps, norm, passes, seed, max_iter):
-    """Moosavi-Dezfooli et al. 2017, Algorithm 1, written image by image with public calls."""
+    """Moosavi-Dezfooli et al. 2017, Algorithm 1, written image by image with public calls;
+    returns v and the history (fooling rate on x after each pass, and the input gradients of
+    one image computed so far: DeepFool takes one per candidate class, 10, per iteration)."""
     g = torch.Generator().manual_seed(seed)
     v = torch.zeros(1, *x.shape[1:])
     with torch.no_grad():
         clean = model.eval()(x).argmax(1)
-    for _ in range(passes):
+    history, gradients = [], 0
+    for p in range(passes):
         for i in torch.randperm(len(x), generator=g).tolist():
             xi = (x[i : i + 1] + v).clamp(0, 1)
             with torch.no_grad():
                 fooled = bool(model(xi).argmax(1) != clean[i])
             if not fooled:
-                dv, _ = attacks.deepfool(model, xi, max_iter=max_iter)
+                dv, iters = attacks.deepfool(model, xi, max_iter=max_iter)
+                gradients += 10 * int(iters[0])
                 v = attacks.project_perturbation(v + dv, eps, norm)
-    return v
+        with torch.no_grad():
+            fooled_now = int((model((x + v).clamp(0, 1)).argmax(1) != clean).sum())
+        history.append({"step": p + 1, "fooling_rate": fooled_now / len(x),
+                        "image_gradients": gradients})
+    return v, history
 
 
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.2), ("l2", 1.5)])
@@ -535,7 +543,7 @@ def test_universal_perturbation_is_algorithm_1_image_by_image(problem, norm, eps
     # A second implementation, sequential and written differently: the look-ahead batch size
     # only groups the fooled-or-not tests, so every batch size gives the paper's algorithm.
     model, _, _, x_train = problem
-    expected = _algorithm_1_reference(model, x_train[:24], eps, norm, 2, 5, 4)
+    expected, expected_history = _algorithm_1_reference(model, x_train[:24], eps, norm, 2, 5, 4)
     v, history = attacks.universal_perturbation(
         model,
         x_train[:24],
@@ -549,8 +557,31 @@ def test_universal_perturbation_is_algorithm_1_image_by_image(problem, norm, eps
         return_history=True,
     )
     assert torch.allclose(v, expected, atol=1e-5)
-    assert len(history) == 2
+    assert history == expected_history  # the fooling rates and the exact gradient counts
     assert history[-1]["image_gradients"] > history[0]["image_gradients"]
+
+
+def test_universal_perturbation_stops_on_reaching_the_target_rate_exactly(problem):
+    # The target equals the rate that Algorithm 1 reaches after one pass: the attack must stop
+    # there ("reaches": >=), with the one-pass perturbation, not run a second pass.
+    model, _, _, x_train = problem
+    expected, expected_history = _algorithm_1_reference(model, x_train[:24], 0.2, "linf", 1, 5, 4)
+    rate = expected_history[0]["fooling_rate"]
+    assert 0 < rate < 1
+    v, history = attacks.universal_perturbation(
+        model, x_train[:24], 0.2, max_passes=3, target_fooling_rate=rate, seed=5,
+        deepfool_max_iter=4, return_history=True,
+    )
+    assert history == expected_history
+    assert torch.allclose(v, expected, atol=1e-5)
+
+
+def test_universal_perturbations_at_eps_zero_return_zero_and_an_empty_history(problem):
+    model, _, _, x_train = problem
+    for fn in (attacks.universal_perturbation, attacks.sgd_universal_perturbation):
+        v, history = fn(model, x_train[:8], 0.0, return_history=True)
+        assert torch.equal(v, torch.zeros(1, 1, 28, 28))
+        assert history == []
 
 
 @pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
@@ -619,12 +650,17 @@ def test_targeted_success_grid(problem):
     off = grid[~torch.eye(10, dtype=torch.bool)]
     assert bool(((off >= 0) & (off <= 1)).all())
     assert float(off.mean()) > 0.5
-    with pytest.raises(ValueError, match="per_class"):
+    with pytest.raises(ValueError, match=r"^per_class must be at most the number of images of "
+                       rf"each class; x has {int((y == 0).sum())} of class 0, per_class=1000$"):
         attacks.targeted_success_grid(model, x, y, 0.2, 0.02, 1, per_class=1000)
 
 
 # ------------------------------------------------------------------ bad arguments
 
+
+# the messages written in helpers/attacks.py, matched from their start
+LABEL_10 = r"^y must hold labels in \[0, 10\) \(the model has 10 classes\), got label 10$"
+DELTA_SHAPE = r"^delta must have shape \(1, 1, 28, 28\) or match x \(4, 1, 28, 28\), got "
 
 BAD_CALLS = [
     ("eps", lambda model, x4, y4, y: attacks.fgsm(model, x4, y4, -0.1)),
@@ -640,7 +676,7 @@ BAD_CALLS = [
     ("loss", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, loss="hinge")),
     ("restarts", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, restarts=0)),
     (
-        "restarts",
+        r"^restarts > 1 needs random_start=True \(restarts from x would all be identical\)$",
         lambda model, x4, y4, y: attacks.pgd(
             model, x4, y4, 0.1, 0.01, 2, restarts=2, random_start=False
         ),
@@ -649,11 +685,11 @@ BAD_CALLS = [
     ("seed", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, seed="seed")),
     ("batch_size", lambda model, x4, y4, y: attacks.pgd(model, x4, y4, 0.1, 0.01, 2, batch_size=0)),
     (
-        "must hold labels in",
+        LABEL_10,
         lambda model, x4, y4, y: attacks.fgsm(model, x4, torch.tensor([0, 1, 2, 10]), 0.1),
     ),
     (
-        "must hold labels in",
+        LABEL_10,
         lambda model, x4, y4, y: attacks.pgd(model, x4, torch.tensor([0, 1, 2, 10]), 0.0, 0.1, 1),
     ),
     (
@@ -680,7 +716,10 @@ BAD_CALLS = [
     ),
     ("nn.Module", lambda model, x4, y4, y: attacks.fgsm(lambda t: t, x4, y4, 0.1)),
     ("num_classes", lambda model, x4, y4, y: attacks.deepfool(model, x4, num_classes=1)),
-    ("num_classes", lambda model, x4, y4, y: attacks.deepfool(model, x4, num_classes=11)),
+    (
+        r"^num_classes must be <= the model's 10 classes, got 11$",
+        lambda model, x4, y4, y: attacks.deepfool(model, x4, num_classes=11),
+    ),
     ("overshoot", lambda model, x4, y4, y: attacks.deepfool(model, x4, overshoot=-0.1)),
     ("max_iter", lambda model, x4, y4, y: attacks.deepfool(model, x4, max_iter=0)),
     (
@@ -725,8 +764,22 @@ BAD_CALLS = [
         r"\[0, 1\]",
         lambda model, x4, y4, y: attacks.sgd_universal_perturbation(model, x4 + 1.0, 0.1),
     ),
-    ("delta", lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(1, 1, 14, 14))),
-    ("delta", lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(3, 1, 28, 28))),
+    (
+        DELTA_SHAPE + r"\(1, 1, 14, 14\)$",
+        lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(1, 1, 14, 14)),
+    ),
+    (
+        DELTA_SHAPE + r"\(3, 1, 28, 28\)$",
+        lambda model, x4, y4, y: attacks.fooling_rate(model, x4, torch.zeros(3, 1, 28, 28)),
+    ),
+    (
+        DELTA_SHAPE + r"\(1, 2, 28, 28\)$",
+        lambda model, x4, y4, y: attacks.label_flow(model, x4, torch.zeros(1, 2, 28, 28)),
+    ),
+    (
+        DELTA_SHAPE + r"\(1, 784\)$",
+        lambda model, x4, y4, y: attacks.label_flow(model, x4, torch.zeros(1, 784)),
+    ),
     ("norm", lambda model, x4, y4, y: attacks.project_perturbation(torch.zeros(2, 3), 0.1, "l0")),
 ]
 
@@ -908,11 +961,13 @@ def test_targeted_sgd_uap_pulls_toward_its_target():
 @pytest.mark.parametrize(
     ("error", "match", "delta"),
     [
-        (ValueError, "finite", torch.tensor([[0.1, float("nan")]])),
-        (ValueError, "finite", torch.tensor([[0.1, float("inf")]])),
-        (TypeError, "floating-point", torch.tensor([[1, 2]])),
-        (TypeError, "floating-point", [[0.1, 0.2]]),
-        (ValueError, "batch dimension", torch.tensor([0.1, 0.2])),
+        (ValueError, "^delta must hold finite numbers, got NaN", torch.tensor([[0.1, math.nan]])),
+        (ValueError, "^delta must hold finite numbers, got NaN", torch.tensor([[0.1, math.inf]])),
+        (TypeError, r"^delta must be a floating-point torch.Tensor, got torch.int64$",
+         torch.tensor([[1, 2]])),
+        (TypeError, r"^delta must be a floating-point torch.Tensor, got list$", [[0.1, 0.2]]),
+        (ValueError, r"^delta must have a batch dimension, got shape \(2,\)$",
+         torch.tensor([0.1, 0.2])),
     ],
 )
 def test_project_perturbation_bad_delta(error, match, delta):
@@ -968,7 +1023,8 @@ def test_randomness_and_progress_arguments(problem, name, error, match, kwargs):
     [
         (ValueError, "target must be an integer >= 0", -1),
         (TypeError, "target must be an integer", 1.0),
-        (ValueError, r"target must hold labels in \[0, 10\)", 10),
+        (ValueError, r"^target must hold labels in \[0, 10\) \(the model has 10 classes\), got "
+         r"label 10$", 10),
     ],
 )
 def test_sgd_uap_bad_target(problem, error, match, target):
@@ -980,10 +1036,13 @@ def test_sgd_uap_bad_target(problem, error, match, target):
 @pytest.mark.parametrize(
     ("error", "match", "delta"),
     [
-        (ValueError, "finite", torch.full((1, 1, 28, 28), float("nan"))),
-        (TypeError, "floating-point", torch.zeros(1, 1, 28, 28, dtype=torch.long)),
-        (TypeError, "floating-point", None),
-        (ValueError, "shape", torch.zeros(2, 1, 28, 28)),
+        (ValueError, "^delta must hold finite numbers, got NaN",
+         torch.full((1, 1, 28, 28), float("nan"))),
+        (TypeError, "^delta must be a floating-point torch.Tensor, got torch.int64$",
+         torch.zeros(1, 1, 28, 28, dtype=torch.long)),
+        (TypeError, "^delta must be a floating-point torch.Tensor, got NoneType$", None),
+        (ValueError, r"^delta must have shape \(1, 1, 28, 28\) or match x",
+         torch.zeros(2, 1, 28, 28)),
     ],
 )
 @pytest.mark.parametrize("fn", [attacks.fooling_rate, attacks.label_flow])
@@ -1005,3 +1064,364 @@ def test_numpy_images_are_refused_with_a_hint(problem, fn):
     }
     with pytest.raises(TypeError, match="torch.as_tensor"):
         call[fn]()
+
+
+# ------------------------------------------------------------------ second implementations
+
+
+def _tanh_net(seed: int, d: int, k: int, scale: float = 3.0) -> nn.Module:
+    """A small tanh network in float64 (d pixels, k classes): curved, so that the number of
+    steps, the random start and the restarts all change what an attack returns."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, k)).double()
+    with torch.no_grad():
+        net[1].weight.mul_(scale)
+        net[3].weight.mul_(scale)
+    return net.eval()
+
+
+def _pgd_objective(z, t, loss, targeted):
+    """The attack's objective for one example's logits z, written out."""
+    if loss == "ce":
+        ce = torch.logsumexp(z, 0) - z[t]
+        return -ce if targeted else ce
+    best_other = torch.cat([z[:t], z[t + 1 :]]).max()
+    return z[t] - best_other if targeted else best_other - z[t]
+
+
+def _pgd_reference(model, x, y, eps, alpha, steps, norm, restarts, targeted, loss, seed,
+                   early_stop, random_start=True):
+    """Madry et al.'s PGD one example and one step at a time, with the documented restarts (a
+    success beats a failure, among failures the higher loss wins, fooled examples are not
+    attacked again) and success steps. The random starts are drawn as documented, for the whole
+    batch at each restart: L-infinity eps * (2 U - 1); L2 eps * U^(1/d) * G / ||G|| with
+    G ~ N(0, I) (the Gaussian first, then one radius per image)."""
+    g = torch.Generator().manual_seed(seed)
+    n, d = len(x), x[0].numel()
+    best, best_obj = x.clone(), [-math.inf] * n
+    best_ok, best_step = [False] * n, [steps + 1] * n
+    for _ in range(restarts):
+        if not random_start:
+            noise = torch.zeros_like(x)
+        elif norm == "linf":
+            noise = eps * (2 * torch.rand(x.shape, generator=g).double() - 1)
+        else:
+            gauss = torch.randn(x.shape, generator=g).double()
+            radius = torch.rand(n, generator=g).double() ** (1 / d)
+            unit = gauss / gauss.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            noise = eps * radius.view(-1, 1, 1, 1) * unit
+        if all(best_ok):
+            break
+        for i in range(n):
+            if best_ok[i]:
+                continue
+            x0, t = x[i], int(y[i])
+            xi, first = (x0 + noise[i]).clamp(0, 1), steps + 1
+            for step in range(steps + 1):
+                xv = xi.clone().requires_grad_(True)
+                z = model(xv[None])[0]
+                obj = _pgd_objective(z, t, loss, targeted)
+                ok = (int(z.argmax()) == t) if targeted else (int(z.argmax()) != t)
+                if ok and first > steps:
+                    first = step
+                if step == steps or (early_stop and ok):
+                    break
+                (grad,) = torch.autograd.grad(obj, xv)
+                with torch.no_grad():
+                    if norm == "linf":
+                        xi = xi + alpha * grad.sign()
+                        xi = torch.minimum(torch.maximum(xi, x0 - eps), x0 + eps).clamp(0, 1)
+                    else:
+                        step_dir = grad / grad.norm()
+                        delta = xi + alpha * step_dir - x0
+                        delta = delta * min(1.0, eps / float(delta.norm()))
+                        xi = (x0 + delta).clamp(0, 1)
+            obj = float(obj.detach())
+            if (ok and not best_ok[i]) or (ok == best_ok[i] and obj > best_obj[i]):
+                best[i], best_obj[i], best_ok[i], best_step[i] = xi.detach(), obj, ok, first
+    return best, torch.tensor(best_step)
+
+
+def _tanh_problem():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(40, 1, 2, 2, generator=g).double()
+    x[:8] = (x[:8] > 0.5).double()  # black-and-white images: the pixel box binds
+    model = _tanh_net(5, 4, 3)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    return model, x, pred
+
+
+@pytest.mark.parametrize(
+    ("norm", "loss", "targeted", "early_stop", "restarts", "batch_size", "random_start"),
+    [
+        ("linf", "ce", False, False, 3, None, True),
+        ("linf", "margin", True, True, 3, 7, True),
+        ("linf", "ce", True, False, 1, 7, True),
+        ("linf", "margin", False, True, 1, None, False),
+        ("l2", "ce", False, True, 2, 7, True),
+        ("l2", "margin", False, False, 3, None, True),
+        ("l2", "ce", True, False, 2, 16, True),
+        ("l2", "ce", False, False, 1, None, False),
+    ],
+)
+def test_pgd_matches_a_one_example_at_a_time_reference(norm, loss, targeted, early_stop,
+                                                       restarts, batch_size, random_start):
+    # Multi-step PGD on a curved 4-pixel model, where the step size, the number of steps, the
+    # distribution of the random start, early stopping and the restarts all change the result.
+    model, x, pred = _tanh_problem()
+    y = (pred + 1) % 3 if targeted else pred
+    eps = 0.15 if norm == "linf" else 0.3
+    out, step = attacks.pgd(model, x, y, eps, eps / 4, 6, norm=norm, random_start=random_start,
+                            restarts=restarts, targeted=targeted, loss=loss, seed=5,
+                            batch_size=batch_size, early_stop=early_stop,
+                            return_success_step=True)
+    expected, expected_step = _pgd_reference(model, x, y, eps, eps / 4, 6, norm, restarts,
+                                             targeted, loss, 5, early_stop, random_start)
+    assert torch.allclose(out, expected, atol=1e-9, rtol=0)
+    assert torch.equal(step, expected_step)
+    assert 0 < int((step <= 6).sum()) < len(x)  # some fooled, some not: both branches count
+
+
+def test_pgd_restarts_matter_on_the_reference_problem():
+    # The reference comparison above only tests the restarts if they change something here:
+    # more examples fooled, and failures replaced by a restart with a higher loss.
+    model, x, pred = _tanh_problem()
+    one, s1 = attacks.pgd(model, x, pred, 0.3, 0.075, 6, norm="l2", seed=5,
+                          return_success_step=True)
+    three, s3 = attacks.pgd(model, x, pred, 0.3, 0.075, 6, norm="l2", restarts=3, seed=5,
+                            return_success_step=True)
+    assert int((s3 <= 6).sum()) > int((s1 <= 6).sum())
+    failed = s3 > 6
+    assert bool((three[failed] != one[failed]).any())
+
+
+def test_pgd_a_later_restart_replaces_a_failure_only_with_a_higher_loss():
+    # The constant model's loss is the same everywhere and its gradient is zero: no restart is
+    # better than the first, so three restarts return the first restart's random start.
+    x = torch.full((5, 1, 4, 4), 0.5)
+    y = torch.ones(5, dtype=torch.long)  # predicted 1: never fooled
+    one = attacks.pgd(_ConstantModel(), x, y, 0.2, 1e-3, 2, restarts=1, seed=0)
+    three = attacks.pgd(_ConstantModel(), x, y, 0.2, 1e-3, 2, restarts=3, seed=0)
+    assert not torch.equal(one, x)
+    assert torch.equal(three, one)
+
+
+def test_pgd_restarts_stop_once_every_example_is_fooled():
+    # eps 0.5 on the linear two-class model moves the margin by 0.5 ||w_1 - w_0||_1 (about 4),
+    # far more than any clean margin: the first restart fools everything and is returned.
+    model, x, y = _linear_problem()
+    one, s1 = attacks.pgd(model, x, y, 0.5, 0.5, 1, seed=0, return_success_step=True)
+    four, s4 = attacks.pgd(model, x, y, 0.5, 0.5, 1, restarts=4, seed=0,
+                           return_success_step=True)
+    with torch.no_grad():
+        assert bool((model(one).argmax(1) != y).all())
+    assert torch.equal(four, one)
+    assert torch.equal(s4, s1)
+    assert int(s1.max()) <= 1
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_pgd_eps_zero_reports_the_clean_success_as_step_zero(targeted):
+    # At eps = 0 nothing moves: success step 0 where x itself is already a success (misclassified,
+    # or classified as the target), steps + 1 elsewhere.
+    model, x, y = _linear_problem(3)
+    with torch.no_grad():
+        pred = (x.flatten(1) @ model.w.T).argmax(1)
+    assert 0 < int((pred == y).sum()) < len(y)
+    out, step = attacks.pgd(model, x, y, 0.0, 0.1, 5, targeted=targeted, batch_size=4,
+                            return_success_step=True)
+    success = pred == y if targeted else pred != y
+    assert torch.equal(out, x)
+    assert step.dtype == torch.int64
+    assert torch.equal(step, torch.where(success, 0, 6))
+
+
+def test_deepfool_max_iter_one_is_one_exact_step_on_a_linear_classifier():
+    # One linearisation step reaches an affine classifier's boundary: max_iter=1 must take it.
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    with torch.no_grad():
+        lin[1].weight.mul_(0.05)
+    x = 0.5 + 0.01 * torch.randn(6, 1, 28, 28)
+    delta, iters = attacks.deepfool(lin, x, max_iter=1, overshoot=0.0)
+    full, _ = attacks.deepfool(lin, x, overshoot=0.0)
+    assert torch.equal(iters, torch.ones(6, dtype=torch.long))
+    assert torch.allclose(delta, full, atol=1e-7)
+    with torch.no_grad():
+        assert bool((lin(x + delta).argmax(1) != lin(x).argmax(1)).all())
+
+
+def _sgd_uap_reference(model, x, eps, norm, epochs, step_size, batch_size, loss_clip, target,
+                       seed):
+    """Shafahi et al. 2020, Algorithm 1, one mini-batch at a time with public calls: returns v,
+    the history and how many per-image losses the clip cut."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.zeros(1, *x.shape[1:], dtype=x.dtype)
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    history, clipped = [], 0
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(x), generator=g)
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            w = v.clone().requires_grad_(True)
+            z = model((x[idx] + w).clamp(0, 1))
+            if target is None:
+                ce = F.cross_entropy(z, clean[idx], reduction="none")
+                clipped += int((ce > loss_clip).sum())
+                objective = torch.minimum(ce, torch.full_like(ce, loss_clip)).mean()
+            else:  # no clip when targeted
+                objective = -F.cross_entropy(z, torch.full((len(idx),), target))
+            (grad,) = torch.autograd.grad(objective, w)
+            size = float(grad.norm())
+            direction = grad.sign() if norm == "linf" else grad / size if size > 0 else grad
+            v = attacks.project_perturbation((v + step_size * direction).detach(), eps, norm)
+        with torch.no_grad():
+            fooled = int((model((x + v).clamp(0, 1)).argmax(1) != clean).sum())
+        history.append({"step": epoch, "fooling_rate": fooled / len(x),
+                        "image_gradients": epoch * len(x)})
+    return v, history, clipped
+
+
+@pytest.mark.parametrize(
+    ("norm", "eps", "step_size", "target"),
+    [("linf", 0.3, 0.05, None), ("l2", 1.0, 0.15, None), ("linf", 0.3, 0.05, 2)],
+)
+def test_sgd_universal_perturbation_matches_a_reference(norm, eps, step_size, target):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(30, 1, 3, 3, generator=g).double()
+    x[:10] = (x[:10] > 0.5).double()  # pixels at 0 and 1: the clip to the box binds
+    model = _tanh_net(0, 9, 4)
+    v, history = attacks.sgd_universal_perturbation(
+        model, x, eps, norm, 4, step_size=step_size, batch_size=7, loss_clip=1.5,
+        target=target, seed=3, return_history=True,
+    )
+    expected, expected_history, clipped = _sgd_uap_reference(
+        model, x, eps, norm, 4, step_size, 7, 1.5, target, 3
+    )
+    assert torch.allclose(v, expected, atol=1e-9, rtol=0)
+    assert history == expected_history
+    unclipped = attacks.sgd_universal_perturbation(
+        model, x, eps, norm, 4, step_size=step_size, batch_size=7, loss_clip=100.0,
+        target=target, seed=3,
+    )
+    if target is None:  # the clip at 1.5 cut some losses, and that changed v
+        assert clipped > 0
+        assert not torch.allclose(unclipped, v)
+    else:  # the targeted objective has no clip
+        assert torch.equal(unclipped, v)
+
+
+def _two_edge_images():
+    # per class s: image A at 0.1 s + 0.08 (class s + 1 is 0.02 away, class s - 1 is 0.08
+    # away), image B at 0.1 s + 0.02 (class s - 1 is 0.02 away, class s + 1 is 0.08 away)
+    y = torch.arange(10).repeat_interleave(2)
+    level = 0.1 * y + torch.tensor([0.08, 0.02]).repeat(10)
+    return level.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).clone(), y
+
+
+def test_targeted_grid_averages_over_the_images_of_a_class():
+    # eps 0.05 reaches a class 0.02 away, not one 0.08 away: of the two images of class s, A
+    # reaches s + 1 and B reaches s - 1, so both cells are 1/2 (the mean over per_class images)
+    x, y = _two_edge_images()
+    grid = attacks.targeted_success_grid(_MeanBrightness(), x, y, 0.05, 0.01, 10, per_class=2,
+                                         seed=0)
+    expected = torch.zeros(10, 10, dtype=torch.float64)
+    for s in range(10):
+        if s < 9:
+            expected[s, s + 1] = 0.5
+        if s > 0:
+            expected[s, s - 1] = 0.5
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert torch.equal(grid[off], expected[off])
+    assert bool(grid.diagonal().isnan().all())
+
+
+def test_targeted_grid_passes_early_stop_on():
+    # Images at 0.1 s + 0.08, two steps of alpha = eps = 0.1 toward class s + 1: the first lands
+    # in it past its centre (mean about 0.1 s + 0.155, the random start's negative half holding
+    # some pixels back), the second goes back down 0.1, into class s. Early stopping keeps the
+    # first iterate; the last iterate fails (except 8 -> 9, held in class 9 by the box).
+    model = _MeanBrightness()
+    x, y = _upper_edge_images()
+    early = attacks.targeted_success_grid(model, x, y, 0.1, 0.1, 2, per_class=2, seed=0,
+                                          early_stop=True)
+    last = attacks.targeted_success_grid(model, x, y, 0.1, 0.1, 2, per_class=2, seed=0)
+    up = torch.arange(9)
+    assert torch.equal(early[up, up + 1], torch.ones(9, dtype=torch.float64))
+    assert torch.equal(last[up, up + 1], torch.tensor([0.0] * 8 + [1.0], dtype=torch.float64))
+
+
+def test_targeted_grid_uses_its_seed():
+    # One-pixel images at 0.1 s + 0.08, eps 0.05, one tiny step: class s + 1 is reached iff the
+    # random start adds more than about 0.019, so the grid depends on the start and the seed.
+    model = _MeanBrightness()
+    y = torch.arange(10).repeat_interleave(10)
+    x = (0.1 * y + 0.08).view(-1, 1, 1, 1)
+    torch.manual_seed(0)
+    a = attacks.targeted_success_grid(model, x, y, 0.05, 1e-3, 1, per_class=10, seed=3)
+    torch.manual_seed(1)
+    b = attacks.targeted_success_grid(model, x, y, 0.05, 1e-3, 1, per_class=10, seed=3)
+    c = attacks.targeted_success_grid(model, x, y, 0.05, 1e-3, 1, per_class=10, seed=4)
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert torch.equal(a[off], b[off])  # the global generator does not matter
+    assert not torch.equal(a[off], c[off])
+
+
+def test_label_flow_refuses_too_few_classes():
+    model = _MeanBrightness()
+    x, _ = _upper_edge_images(per_class=1)  # the last image is predicted 9
+    with pytest.raises(ValueError, match=r"^num_classes=9 is smaller than the model's number"):
+        attacks.label_flow(model, x, torch.zeros(1, 1, 28, 28), num_classes=9)
+
+
+class _Bars:
+    """Stands in for tqdm in helpers.attacks: records each bar's arguments, updates and close."""
+
+    def __init__(self):
+        self.bars = []
+
+    def __call__(self, **kwargs):
+        bar = _Bar(kwargs)
+        self.bars.append(bar)
+        return bar
+
+
+class _Bar:
+    def __init__(self, kwargs):
+        self.kwargs, self.n, self.closed = kwargs, 0, False
+
+    def update(self, k):
+        self.n += k
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bars_count_the_documented_units(monkeypatch, progress):
+    bars = _Bars()
+    monkeypatch.setattr(attacks, "tqdm", bars)
+    # PGD: one unit per gradient step of each chunk of each restart (never fooled: all run)
+    x = torch.full((7, 1, 4, 4), 0.5)
+    attacks.pgd(_ConstantModel(), x, torch.ones(7, dtype=torch.long), 0.1, 0.01, 4, restarts=2,
+                batch_size=3, seed=0, progress=progress)
+    # the universal perturbations: images visited per pass, mini-batches per epoch
+    model = _MeanBrightness()
+    xu, _ = _upper_edge_images(per_class=3)
+    _, history = attacks.universal_perturbation(model, xu, 0.05, max_passes=2, seed=0,
+                                                return_history=True, progress=progress)
+    attacks.sgd_universal_perturbation(model, xu, 0.05, epochs=3, batch_size=7, seed=0,
+                                       progress=progress)
+    attacks.targeted_success_grid(model, xu, torch.arange(10).repeat_interleave(3), 0.05, 0.01,
+                                  2, per_class=1, batch_size=None, seed=0, progress=progress)
+    expected = [("PGD steps", 2 * 3 * 4, 2 * 3 * 4),
+                ("DeepFool-UAP images", 2 * 30, len(history) * 30),
+                ("SGD-UAP batches", 3 * 5, 3 * 5),
+                ("PGD steps", 2, 2)]
+    assert [(b.kwargs["desc"], b.kwargs["total"], b.n) for b in bars.bars] == expected
+    for bar in bars.bars:
+        assert bar.kwargs == {"total": bar.kwargs["total"], "desc": bar.kwargs["desc"],
+                              "disable": not progress, "leave": False}
+        assert bar.closed
