@@ -66,6 +66,7 @@ def flip_labels(y, fraction: float, *, num_classes: int, priority=None, new_labe
     else:
         priority = checks.array(priority, "priority", ndim=1)
         checks.same_length("priority", priority, "y", y)
+        # (mutation testing, equivalent: numpy reads the sort kind case-insensitively)
         order = tie_break[np.argsort(-priority[tie_break], kind="stable")]
     index = np.sort(order[:budget])
     y_p = y.copy()
@@ -86,6 +87,8 @@ def flip_labels(y, fraction: float, *, num_classes: int, priority=None, new_labe
 
 
 def _design(x: torch.Tensor) -> torch.Tensor:
+    # (mutation testing, equivalent: without dtype the ones are float32, and torch.cat promotes
+    # them to x's float64 (every caller passes float64); 1.0 is exact in both)
     return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
 
 
@@ -133,6 +136,8 @@ def _newton(theta, x, s, lam, tol, max_iter):
         z = a @ theta
         grad = -(a * (s * torch.sigmoid(-s * z))[:, None]).mean(0)
         grad[:-1] += lam * theta[:-1]
+        # (mutation testing, equivalent: _hessian does not read s, the logistic Hessian does not
+        # depend on the labels)
         hess = _hessian(theta, x, s, lam)
         hess[-1, -1] += 1e-10
         step = torch.linalg.solve(hess, grad)
@@ -140,10 +145,16 @@ def _newton(theta, x, s, lam, tol, max_iter):
         while True:
             candidate = theta - t * step
             new_value = float(_train_loss(candidate, x, s, lam))
+            # (mutation testing, equivalent: `<` for the first `<=` differs only when the new
+            # objective equals the Armijo bound to the last bit, i.e. once the step no longer
+            # changes the objective in float64: either version then moves theta by at most that
+            # step, far below tol; t is a power of two, never exactly 1e-8, so `t <= 1e-8` is the
+            # same test)
             if new_value <= value - 1e-4 * t * float(grad @ step) or t < 1e-8:
                 break
             t *= 0.5
         theta, value = candidate, new_value
+        # (mutation testing, equivalent: `<=` differs only for a step of exactly tol)
         if float((t * step).abs().max()) < tol:
             break
     return theta
@@ -159,6 +170,7 @@ def _implicit_gradient(theta, x_train, xp, s_all, x_val, s_val, lam):
     val_loss = torch.nn.functional.softplus(-s_val * (_design(x_val) @ th)).mean()
     (g_val,) = torch.autograd.grad(val_loss, th)
     x_all = torch.cat([x_train, xp])
+    # (mutation testing, equivalent: _hessian does not read s_all)
     v = torch.linalg.solve(_hessian(theta, x_all, s_all, lam), g_val)
     xp_var = xp.clone().requires_grad_(True)
     th2 = theta.clone().requires_grad_(True)
@@ -208,6 +220,8 @@ def optimize_poisons(x_train, y_train, x_poison, y_poison, x_val, y_val, *, lam:
     s_val = torch.as_tensor(2.0 * y_val - 1.0)
     theta = torch.zeros(x_train.shape[1] + 1, dtype=torch.float64)
     losses = []
+    # (mutation testing, equivalent: range(steps + 2) is the same loop, which breaks at
+    # step == steps)
     for step in tqdm(range(steps + 1), desc="optimizing poisons", leave=False,
                      disable=not progress):
         theta = _newton(theta, torch.cat([x_train, xp]), s_all, lam, 1e-10, 50)
@@ -276,6 +290,8 @@ def spectral_signature_scores(features, labels) -> np.ndarray:
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         centred = f[members] - f[members].mean(0)
+        # (mutation testing, equivalent: full_matrices only adds rows to vt below the first;
+        # None is falsy like False)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         scores[members] = (centred @ vt[0]) ** 2
     return scores
@@ -294,5 +310,6 @@ def spectral_filter(scores, labels, eps: float, multiplier: float = 1.5) -> np.n
         members = np.flatnonzero(labels == c)
         n_remove = min(len(members), round(multiplier * eps * len(members)))
         if n_remove:
+            # (mutation testing, equivalent: None stored in a bool array is False)
             keep[members[np.argsort(-scores[members])[:n_remove]]] = False
     return keep
