@@ -191,10 +191,12 @@ def extract_logistic_regression(query: Callable, n_features: int):
     d = checks.integer(n_features, "n_features", low=1)
     x = np.vstack([np.zeros((1, d)), np.eye(d)])
     p = query(x)
+    # (mutation testing, equivalent: dtype="float" is checks.array's default)
     p = checks.array(p, "query answers", dtype="float")
     if p.ndim != 2 or p.shape[0] != d + 1 or p.shape[1] < 2:
         raise ValueError(f"query must return probabilities shaped ({d + 1}, K) with K >= 2 for "
                          f"{d + 1} inputs, got shape {p.shape}")
+    # (mutation testing, equivalent: `>=` differs only for a row sum off by exactly 1e-6)
     if np.abs(p.sum(1) - 1).max() > 1e-6 or p.min() < 0:
         raise ValueError("query must return probabilities (rows >= 0 summing to 1)")
     if p.min() <= 0 or p.max() >= 1:
@@ -227,7 +229,10 @@ def jacobian_augment(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
     doubling the set). The model is not changed (mode restored, no ``.grad`` left).
     """
     checks.module(model)
+    # (mutation testing, equivalent: "x" is checks.images's default name)
     x = checks.images(x, "x")
+    # (mutation testing, equivalent on a one-device machine: without device= torch_labels
+    # leaves the labels where they are; they follow x to a GPU, tested where CUDA is)
     labels = checks.torch_labels(labels, "labels", n=x.shape[0], device=x.device)
     lam = checks.real(lam, "lam", low=0)
     was_training = model.training
@@ -292,6 +297,7 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
     x_seed = checks.images(x_seed, "x_seed")
     strategy = checks.choice(strategy, "strategy", STRATEGIES)
     budgets = [checks.integer(b, "budgets", low=1) for b in budgets]
+    # (mutation testing, equivalent: strict=False is zip's default, None is falsy like it)
     increasing = all(b2 > b1 for b1, b2 in zip(budgets, budgets[1:], strict=False))
     if not budgets or budgets[0] < len(x_seed) or not increasing:
         raise ValueError(f"budgets must be increasing and start at >= len(x_seed) = "
@@ -317,6 +323,8 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
         raise TypeError(f"build must be None or callable as build() -> nn.Module, got "
                         f"{type(build).__name__}")
     gen = checks.torch_generator(seed)
+    # (mutation testing, equivalent here and in train_seed below: torch.randint(high, size)
+    # is torch.randint(0, high, size), the same draw)
     gen = gen if gen is not None else torch.Generator().manual_seed(
         int(torch.randint(0, 2**31 - 1, (1,))))
     train_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
@@ -347,6 +355,8 @@ def steal(api: QueryAPI, x_seed: torch.Tensor, budgets: Sequence[int], strategy:
         model = models.train_cached(name, build, x_all, a_all, epochs=epochs, lr=lr,
                                     batch_size=batch_size, min_steps=min_steps, init=model,
                                     seed=train_seed, device=x_seed.device)
+        # (mutation testing, equivalent: the batch size changes only how many rows share a
+        # forward pass, not any row's prediction)
         pred = models.predict(model, x_test, batch_size=EVAL_BATCH)
         history.append({"queries": api.queries - start,
                         "fidelity": float((pred == victim_labels_test).double().mean()),
@@ -361,11 +371,14 @@ def transfer_success_rate(victim: nn.Module, x_adv: torch.Tensor, x: torch.Tenso
     the share whose adversarial version it misclassifies,
     :math:`\\Pr[f(x_{adv}) \\ne y \\mid f(x) = y]` (Papernot et al. 2017's transferability)."""
     checks.module(victim, "victim")
+    # (mutation testing, equivalent: "x" is checks.images's default name)
     x = checks.images(x, "x")
     x_adv = checks.images(x_adv, "x_adv")
     if x_adv.shape != x.shape:
         raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got "
                          f"{tuple(x_adv.shape)}")
+    # (mutation testing, equivalent: "y" is checks.torch_labels's default name; for device=
+    # as in jacobian_augment: equivalent on a one-device machine, tested where CUDA is)
     y = checks.torch_labels(y, "y", n=len(x), device=x.device)
     correct = models.predict(victim, x) == y
     if not bool(correct.any()):
@@ -390,6 +403,9 @@ def prada_min_distances(x, labels) -> np.ndarray:
     admitted points to :math:`G_c`. Returns :math:`D` in order (one entry per query except the
     first of each class).
     """
+    # (mutation testing, equivalent: without the tensor branch checks.array converts a CPU
+    # tensor to the same float64 values (the branch keeps GPU tensors on the GPU); NumPy reads
+    # any negative size in reshape as "the rest", like -1)
     xf = x.reshape(len(x), -1).double() if isinstance(x, torch.Tensor) else \
         torch.as_tensor(checks.array(x, "x", ndim=(2, 3, 4)).reshape(len(x), -1))
     labels = checks.labels(labels, "labels", n=len(xf))
