@@ -81,6 +81,7 @@ def _features(x, name: str, d: int | None = None) -> torch.Tensor:
     if d is not None and arr.shape[1] != d:
         raise ValueError(f"{name} must have {d} columns (the prototypes' dimension), got "
                          f"{arr.shape[1]}")
+    # (mutation testing, equivalent: checks.array returns float64, which torch.tensor keeps)
     return torch.tensor(arr, dtype=DTYPE)
 
 
@@ -91,6 +92,9 @@ def memberships(x: torch.Tensor, prototypes: torch.Tensor, alpha: torch.Tensor) 
     :math:`\\sum_i \\alpha_i x_{n,i}^2 - 2 \\sum_i \\alpha_i x_{n,i} v_{k,i} + \\sum_i \\alpha_i
     v_{k,i}^2` (one matrix product instead of an (N, K, D) tensor)."""
     _check_tensors(x=(x, 2), prototypes=(prototypes, 2), alpha=(alpha, 1))
+    # (mutation testing, equivalent: x**2 enters the distances only as sum_i alpha_i x_{n,i}^2,
+    # the same for every prototype k, which the softmax over k cancels: x * 2 or x**3 give
+    # the same M up to round-off)
     return _memberships(x**2, x, prototypes, alpha)
 
 
@@ -128,6 +132,8 @@ def lfr_loss(x: torch.Tensor, y: torch.Tensor, unprivileged: torch.Tensor,
                    w=(w, 1), alpha=(alpha, 1))
     if unprivileged.dtype != torch.bool or unprivileged.all() or not unprivileged.any():
         raise ValueError("unprivileged must be a bool mask with both groups non-empty")
+    # (mutation testing, equivalent: x_sq, the second argument, is cancelled by the softmax as
+    # in memberships; L_x uses the row norms, the third)
     return _loss(x, x**2, (x**2).sum(1), y, unprivileged, prototypes, w, alpha)
 
 
@@ -174,11 +180,16 @@ def fit_lfr(x, y, sensitive, privileged, *, k: int = 10, a_x: float = 0.01, a_y:
     """
     xt = _features(x, "x")
     n, dim = xt.shape
+    # (mutation testing, equivalent: checks.labels below checks ndim=1 again under the same
+    # name)
     yy = checks.array(y, "y", ndim=1, dtype="any")
     yy = checks.labels(yy.astype(np.int64) if yy.dtype.kind == "b" else yy, "y", n=n,
                        num_classes=2)
     s = checks.array(sensitive, "sensitive", ndim=1, dtype="any")
     checks.same_length("sensitive", s, "x", yy)
+    # (mutation testing, equivalent: s != privileged is already a bool array; and `==` swaps
+    # the groups, which L_z = sum_k |M_k^u - M_k^p| does not see: both masks are non-empty
+    # complements and the absolute value is symmetric)
     unpriv = torch.as_tensor(np.asarray(s != privileged, dtype=bool))
     if unpriv.all() or not unpriv.any():
         raise ValueError(f"sensitive must hold both the privileged group {privileged!r} and "
@@ -190,6 +201,7 @@ def fit_lfr(x, y, sensitive, privileged, *, k: int = 10, a_x: float = 0.01, a_y:
     progress = checks.boolean(progress, "progress")
     rng = checks.numpy_rng(seed)
     yt = torch.tensor(yy, dtype=DTYPE)
+    # (mutation testing, equivalent: replace=None is falsy like False)
     v = xt[torch.as_tensor(rng.choice(n, size=k, replace=False))].clone().requires_grad_(True)
     w_logit = torch.zeros(k, dtype=DTYPE, requires_grad=True)
     # softplus(a) = 1/D at the start
@@ -249,6 +261,7 @@ def lfr_sweep(x_fit, fit, x_val, val, x_test, test, a_z_values, *, neighbors=Non
         row = {"a_z": a_z, **model.terms,
                "val_accuracy": float((y_val == val[F.LABEL].to_numpy()).mean()),
                "val_disparate_impact": F.disparate_impact(y_val, val[F.SENSITIVE], F.PRIVILEGED)}
+        # (mutation testing, equivalent: F.PRIVILEGED is summarize's default)
         row.update(F.summarize(test[F.LABEL], model.predict(x_test), test[F.SENSITIVE],
                                F.PRIVILEGED, neighbors=neighbors,
                                y_score=model.predict_proba(x_test)))
