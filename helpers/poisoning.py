@@ -250,8 +250,10 @@ def knn_sanitize(x, y, k: int = 10, threshold: float = 0.5) -> np.ndarray:
     y = checks.labels(y, "y", n=len(x))
     k = checks.integer(k, "k", low=1, high=len(x) - 1)
     threshold = checks.fraction(threshold, "threshold")
-    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-    neighbours = idx[:, 1:]
+    # kneighbors() without X leaves each point out of its own neighbours by index; asking for
+    # k + 1 neighbours of x and dropping the first would drop an exact duplicate instead when
+    # scikit-learn lists the duplicate first, and count the point as agreeing with itself
+    _, neighbours = NearestNeighbors(n_neighbors=k).fit(x).kneighbors()
     disagree = (y[neighbours] != y[:, None]).mean(1)
     return disagree <= threshold
 

@@ -451,10 +451,9 @@ def test_knn_sanitize_matches_a_brute_force_reference():
                                   (y[near] != y[:, None]).mean(1) <= 0.5)
 
 
-@pytest.mark.xfail(reason="bug: knn_sanitize drops idx[:, 1] as 'itself', but with exact "
-                          "duplicates scikit-learn may list a duplicate first, so the point "
-                          "counts itself as an agreeing neighbour", strict=True)
 def test_knn_sanitize_excludes_the_point_itself_among_duplicates():
+    # (knn_sanitize used to drop idx[:, 1] as "itself"; with exact duplicates scikit-learn may
+    # list a duplicate first, and the point then counted itself as an agreeing neighbour)
     # point 0 (label 0) has two exact duplicates labelled 1: both of its k = 2 neighbours
     # disagree (share 1 > 0.5), so it must be removed
     x = np.array([[0.0], [0.0], [0.0], [5.0], [5.1], [5.2]])
