@@ -416,8 +416,8 @@ def test_deepfool_is_exact_on_a_linear_classifier():
     with torch.no_grad():
         lin[1].weight.mul_(0.05)
     x = 0.5 + 0.01 * torch.randn(12, 1, 28, 28)  # far from the pixel box: no clipping
-    overshoot = 0.02
-    delta, iters = attacks.deepfool(lin, x, overshoot=overshoot)
+    overshoot = 0.02  # the default
+    delta, iters = attacks.deepfool(lin, x)
     W, b = lin[1].weight.detach(), lin[1].bias.detach()
     f = x.flatten(1) @ W.T + b
     k0 = f.argmax(1)
@@ -1144,7 +1144,7 @@ def _pgd_reference(model, x, y, eps, alpha, steps, norm, restarts, targeted, los
 
 def _tanh_problem():
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(40, 1, 2, 2, generator=g).double()
+    x = torch.rand(40, 2, 1, 2, generator=g).double()  # two channels: d = C H W = 4
     x[:8] = (x[:8] > 0.5).double()  # black-and-white images: the pixel box binds
     model = _tanh_net(5, 4, 3)
     with torch.no_grad():
@@ -1399,23 +1399,23 @@ class _Bar:
         self.closed = True
 
 
-@pytest.mark.parametrize("progress", [True, False])
+@pytest.mark.parametrize("progress", [True, False, None])
 def test_progress_bars_count_the_documented_units(monkeypatch, progress):
     bars = _Bars()
     monkeypatch.setattr(attacks, "tqdm", bars)
+    kw = {} if progress is None else {"progress": progress}  # None: the default, off
     # PGD: one unit per gradient step of each chunk of each restart (never fooled: all run)
     x = torch.full((7, 1, 4, 4), 0.5)
     attacks.pgd(_ConstantModel(), x, torch.ones(7, dtype=torch.long), 0.1, 0.01, 4, restarts=2,
-                batch_size=3, seed=0, progress=progress)
+                batch_size=3, seed=0, **kw)
     # the universal perturbations: images visited per pass, mini-batches per epoch
     model = _MeanBrightness()
     xu, _ = _upper_edge_images(per_class=3)
     _, history = attacks.universal_perturbation(model, xu, 0.05, max_passes=2, seed=0,
-                                                return_history=True, progress=progress)
-    attacks.sgd_universal_perturbation(model, xu, 0.05, epochs=3, batch_size=7, seed=0,
-                                       progress=progress)
+                                                return_history=True, **kw)
+    attacks.sgd_universal_perturbation(model, xu, 0.05, epochs=3, batch_size=7, seed=0, **kw)
     attacks.targeted_success_grid(model, xu, torch.arange(10).repeat_interleave(3), 0.05, 0.01,
-                                  2, per_class=1, batch_size=None, seed=0, progress=progress)
+                                  2, per_class=1, batch_size=None, seed=0, **kw)
     expected = [("PGD steps", 2 * 3 * 4, 2 * 3 * 4),
                 ("DeepFool-UAP images", 2 * 30, len(history) * 30),
                 ("SGD-UAP batches", 3 * 5, 3 * 5),
@@ -1423,5 +1423,276 @@ def test_progress_bars_count_the_documented_units(monkeypatch, progress):
     assert [(b.kwargs["desc"], b.kwargs["total"], b.n) for b in bars.bars] == expected
     for bar in bars.bars:
         assert bar.kwargs == {"total": bar.kwargs["total"], "desc": bar.kwargs["desc"],
-                              "disable": not progress, "leave": False}
+                              "disable": progress is not True, "leave": False}
         assert bar.closed
+
+
+def test_pgd_early_stop_freezes_a_chunk_fooled_at_the_first_step():
+    # alpha = eps = 0.5 on the linear two-class model: one step fools every example, so early
+    # stopping returns x + 0.5 sign(w_other - w_y) (clipped to the box) after one step of five
+    model, x, _ = _linear_problem()
+    with torch.no_grad():
+        y = model(x).argmax(1)  # correctly classified at the start
+    d = (model.w[1 - y] - model.w[y]).detach().sign().view_as(x)
+    out, step = attacks.pgd(model, x, y, 0.5, 0.5, 5, random_start=False, early_stop=True,
+                            return_success_step=True)
+    assert torch.allclose(out, (x + 0.5 * d).clamp(0, 1), atol=1e-6)
+    assert torch.equal(step, torch.ones(len(x), dtype=torch.long))
+
+
+def test_pgd_l2_ascends_along_a_vanishing_gradient():
+    # Gradients of norm about 1e-14: the step g / (||g|| + 1e-12) is short (about 1% of alpha)
+    # but still points uphill, along u = (w_other - w_y) / ||w_other - w_y||.
+    g = torch.Generator().manual_seed(0)
+    w = 1e-14 * torch.randn(2, 4, generator=g, dtype=torch.float64)
+    model = _Linear2(w)
+    x = torch.full((3, 1, 2, 2), 0.5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0])
+    out = attacks.pgd(model, x, y, 1.0, 0.5, 1, norm="l2", random_start=False)
+    u = (w[1 - y] - w[y]).view_as(x)
+    grad_norm = 0.5 * u.flatten(1).norm(dim=1)  # |dCE/dmargin| = 1/2 at a zero margin
+    u = u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    length = 0.5 * grad_norm / (grad_norm + 1e-12)
+    assert torch.allclose(out - x, length.view(-1, 1, 1, 1) * u, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_fgsm_margin_loss_steps_along_the_sign_of_the_margin_gradient(problem, targeted):
+    model, x, y, _ = problem
+    labels = (y + 4) % N_CLASSES if targeted else y
+    xr = x.clone().requires_grad_(True)
+    z = model(xr)
+    z_t = z.gather(1, labels[:, None]).squeeze(1)
+    best_other = z.masked_fill(F.one_hot(labels, N_CLASSES).bool(), -math.inf).max(1).values
+    margin = z_t - best_other if targeted else best_other - z_t
+    (g,) = torch.autograd.grad(margin.sum(), xr)
+    expected = (x + 0.1 * g.sign()).clamp(0, 1)
+    ce = attacks.fgsm(model, x, labels, 0.1, targeted=targeted)
+    out = attacks.fgsm(model, x, labels, 0.1, targeted=targeted, loss="margin", batch_size=50)
+    assert torch.allclose(out, expected, atol=1e-7)
+    if not targeted:  # here the two losses step differently (targeted, the softmax saturates)
+        assert not torch.allclose(ce, expected, atol=1e-7)
+
+
+def test_targeted_grid_in_l2():
+    # An L2 step of alpha along the uniform direction moves every one of the 784 pixels by
+    # alpha / 28, so L2 eps 1.4 and alpha 0.28 reach what L-infinity eps 0.05 reaches.
+    x, y = _two_edge_images()
+    grid = attacks.targeted_success_grid(_MeanBrightness(), x, y, 1.4, 0.28, 10, per_class=2,
+                                         norm="l2", seed=0)
+    linf = attacks.targeted_success_grid(_MeanBrightness(), x, y, 0.05, 0.01, 10, per_class=2,
+                                         seed=0)
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert torch.equal(grid[off], linf[off])
+    assert float(grid[off].sum()) == 9.0  # the 18 half cells of the L-infinity case
+
+
+def test_fooling_rate_does_not_depend_on_batch_size(problem):
+    model, x, _, _ = problem
+    g = torch.Generator().manual_seed(1)
+    delta = 0.3 * torch.randn(1, 1, 28, 28, generator=g)
+    rate = attacks.fooling_rate(model, x, delta)
+    assert 0 < rate < 1
+    for batch_size in (None, 1, 7):
+        assert attacks.fooling_rate(model, x, delta, batch_size=batch_size) == rate
+
+
+class _Unfoolable(nn.Module):
+    """Two classes, logits (sum(x) / 100, 100): class 1 everywhere in the pixel box. DeepFool
+    pushes every pixel up, is clipped at 1, and never reaches the boundary."""
+
+    def forward(self, x):
+        s = x.flatten(1).sum(1, keepdim=True) / 100
+        return torch.cat([s, torch.full_like(s, 100.0)], 1)
+
+
+def test_deepfool_runs_max_iter_steps_when_the_boundary_is_out_of_the_box():
+    x = torch.full((3, 1, 2, 2), 0.5)
+    delta, iters = attacks.deepfool(_Unfoolable(), x, num_classes=2)
+    assert torch.equal(iters, torch.full((3,), 50))  # the default max_iter
+    assert torch.equal(x + delta, torch.ones_like(x))
+    _, iters = attacks.deepfool(_Unfoolable(), x, num_classes=2, max_iter=3, batch_size=2)
+    assert torch.equal(iters, torch.full((3,), 3))
+
+
+def test_universal_perturbation_defaults():
+    # the documented defaults: linf, 5 passes, target 0.8, overshoot 0.02, DeepFool 10
+    # iterations and 10 classes, batch_size 64 (on this model each of them changes the result)
+    model = _tanh_net(0, 4, 10, 1.0)
+    x = torch.rand(30, 1, 2, 2, generator=torch.Generator().manual_seed(0)).double()
+    v, history = attacks.universal_perturbation(model, x, 0.1, seed=0, return_history=True)
+    w, explicit = attacks.universal_perturbation(
+        model, x, 0.1, "linf", 5, 0.8, overshoot=0.02, deepfool_max_iter=10, num_classes=10,
+        batch_size=64, seed=0, return_history=True,
+    )
+    assert torch.equal(v, w)
+    assert history == explicit
+    assert len(history) == 5  # the rate stays below 0.8: every pass runs
+
+
+def test_sgd_universal_perturbation_defaults_on_a_closed_form():
+    # 101 copies of one image, linear two-class model: clean class 0 (logits 0.25 and 0), and
+    # along v = t (1, -1, 1, -1) the margin is m = -0.25 + 15.5 t. Defaults: linf, step 0.01, 20
+    # epochs of 2 mini-batches (batch_size 100) and the clip at 5: the CE log(1 + e^m) passes 5
+    # at t = 0.34 (m = 5.02; at t = 0.33 it is 4.87), where the clipped gradient is zero and v
+    # stops, before the 40 steps (t = 0.4) run out.
+    w = torch.tensor([[0.5, 0.0, 0.0, 0.0], [4.0, -4.0, 4.0, -4.0]], dtype=torch.float64)
+    x = torch.full((101, 1, 2, 2), 0.5, dtype=torch.float64)
+    v, history = attacks.sgd_universal_perturbation(_Linear2(w), x, 1.0, seed=0,
+                                                    return_history=True)
+    expected = 0.34 * torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    assert torch.allclose(v.flatten(), expected, atol=1e-9)
+    assert len(history) == 20
+    assert history[-1]["image_gradients"] == 20 * 101
+
+
+def test_targeted_grid_defaults():
+    # 10 one-pixel images per class: the default per_class is 10 and num_classes 10
+    model = _MeanBrightness()
+    y = torch.arange(10).repeat_interleave(10)
+    x = (0.1 * y + 0.08).view(-1, 1, 1, 1)
+    grid = attacks.targeted_success_grid(model, x, y, 0.05, 1e-3, 1, seed=3)
+    explicit = attacks.targeted_success_grid(model, x, y, 0.05, 1e-3, 1, num_classes=10,
+                                             per_class=10, norm="linf", seed=3, batch_size=1000,
+                                             early_stop=False)
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert torch.equal(grid[off], explicit[off])
+    with pytest.raises(ValueError, match=r"^per_class must be at most"):
+        attacks.targeted_success_grid(model, x[1:], y[1:], 0.05, 1e-3, 1, seed=3)
+
+
+def _two_class_images():
+    model, x, y = _linear_problem(4)
+    return model, x, y
+
+
+# the smallest legal value of every bounded argument must be accepted
+SMALLEST = {
+    "pgd": lambda m, x, y: attacks.pgd(m, x, y, 0.0, 1e-9, 1, restarts=1, batch_size=1),
+    "fgsm": lambda m, x, y: attacks.fgsm(m, x, y, 0.0, batch_size=1),
+    "deepfool": lambda m, x, y: attacks.deepfool(m, x, num_classes=2, overshoot=0.0, max_iter=1,
+                                                 batch_size=1),
+    "uap": lambda m, x, y: attacks.universal_perturbation(
+        m, x, 0.1, max_passes=1, target_fooling_rate=1.0, overshoot=0.0, deepfool_max_iter=1,
+        num_classes=2, batch_size=1),
+    "sgd_uap": lambda m, x, y: attacks.sgd_universal_perturbation(
+        m, x, 0.1, epochs=1, step_size=1e-9, batch_size=1, loss_clip=1e-9, target=0),
+    "grid": lambda m, x, y: attacks.targeted_success_grid(m, x, y, 0.1, 0.1, 1, num_classes=2,
+                                                          per_class=1, batch_size=1),
+    "label_flow": lambda m, x, y: attacks.label_flow(m, x, torch.zeros(1, 1, 28, 28),
+                                                     num_classes=2),
+    "fooling_rate": lambda m, x, y: attacks.fooling_rate(m, x, torch.zeros(1, 1, 28, 28),
+                                                         batch_size=1),
+    "project": lambda m, x, y: attacks.project_perturbation(torch.zeros(2, 3), 0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALLEST))
+def test_smallest_legal_arguments_are_accepted(name):
+    model, x, y = _two_class_images()
+    assert 0 < int(y.sum()) < len(y)  # both classes present (the grid needs one of each)
+    SMALLEST[name](model, x, y)
+
+
+def _pgd1(m, x, y, **kw):
+    return attacks.pgd(m, x, y, 0.1, 0.01, 1, **kw)
+
+
+def _uap(m, x, y, **kw):
+    return attacks.universal_perturbation(m, x, kw.pop("eps", 0.1), **kw)
+
+
+def _sgd(m, x, y, **kw):
+    return attacks.sgd_universal_perturbation(m, x, kw.pop("eps", 0.1), **kw)
+
+
+def _grid1(m, x, y, **kw):
+    return attacks.targeted_success_grid(m, x, y, 0.1, 0.01, 1, **kw)
+
+
+_NO = "must be True or False, got 'yes'$"
+_BATCH0 = r"^batch_size must be an integer >= 1, got 0$"
+_LINF_L2 = r"^norm must be one of \('linf', 'l2'\), got 'l1'$"
+_ZERO = torch.zeros(1, 1, 28, 28)
+
+# (call, error, message from its start): every argument of the attacks, named with its bound
+ARG_ERRORS = [
+    (lambda m, x, y: attacks.fgsm(m, x, y, -0.1), ValueError, r"^eps must be a number >= 0, "),
+    (lambda m, x, y: attacks.fgsm(m, x, y, "0.1"), TypeError, r"^eps must be a real number"),
+    (lambda m, x, y: attacks.fgsm(m, x, y, 0.1, targeted="yes"), TypeError, "^targeted " + _NO),
+    (lambda m, x, y: attacks.fgsm(m, x, y, 0.1, loss="hinge"), ValueError,
+     r"^loss must be one of \('ce', 'margin'\), got 'hinge'$"),
+    (lambda m, x, y: attacks.fgsm(m, x, y, 0.1, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: attacks.pgd(m, x, y, -1, 0.01, 1), ValueError, r"^eps must be a number >="),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, 0, 1), ValueError,
+     r"^alpha must be a number > 0, got 0$"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, 0.01, 0), ValueError,
+     r"^steps must be an integer >= 1, got 0$"),
+    (lambda m, x, y: _pgd1(m, x, y, norm="l1"), ValueError, _LINF_L2),
+    (lambda m, x, y: _pgd1(m, x, y, random_start="yes"), TypeError, "^random_start " + _NO),
+    (lambda m, x, y: _pgd1(m, x, y, restarts=0), ValueError,
+     r"^restarts must be an integer >= 1, got 0$"),
+    (lambda m, x, y: _pgd1(m, x, y, targeted="yes"), TypeError, "^targeted " + _NO),
+    (lambda m, x, y: _pgd1(m, x, y, loss="hinge"), ValueError, r"^loss must be one of"),
+    (lambda m, x, y: _pgd1(m, x, y, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: _pgd1(m, x, y, early_stop="yes"), TypeError, "^early_stop " + _NO),
+    (lambda m, x, y: _pgd1(m, x, y, return_success_step="yes"), TypeError,
+     "^return_success_step " + _NO),
+    (lambda m, x, y: _pgd1(m, x, y, progress="yes"), TypeError, "^progress " + _NO),
+    (lambda m, x, y: attacks.deepfool(m, x, num_classes=1), ValueError,
+     r"^num_classes must be an integer >= 2, got 1$"),
+    (lambda m, x, y: attacks.deepfool(m, x, overshoot=-0.1), ValueError,
+     r"^overshoot must be a number >= 0, got -0.1$"),
+    (lambda m, x, y: attacks.deepfool(m, x, max_iter=0), ValueError,
+     r"^max_iter must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.deepfool(m, x, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: _uap(m, x, y, eps=-0.1), ValueError, r"^eps must be a number >= 0, got -0.1$"),
+    (lambda m, x, y: _uap(m, x, y, norm="l1"), ValueError, _LINF_L2),
+    (lambda m, x, y: _uap(m, x, y, max_passes=0), ValueError,
+     r"^max_passes must be an integer >= 1, got 0$"),
+    (lambda m, x, y: _uap(m, x, y, target_fooling_rate=0), ValueError,
+     r"^target_fooling_rate must be a number > 0 and <= 1, got 0$"),
+    (lambda m, x, y: _uap(m, x, y, overshoot=-1), ValueError,
+     r"^overshoot must be a number >= 0, got -1$"),
+    (lambda m, x, y: _uap(m, x, y, deepfool_max_iter=0), ValueError,
+     r"^deepfool_max_iter must be an integer >= 1, got 0$"),
+    (lambda m, x, y: _uap(m, x, y, num_classes=1), ValueError,
+     r"^num_classes must be an integer >= 2, got 1$"),
+    (lambda m, x, y: _uap(m, x, y, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: _uap(m, x, y, return_history="yes"), TypeError, "^return_history " + _NO),
+    (lambda m, x, y: _uap(m, x, y, progress="yes"), TypeError, "^progress " + _NO),
+    (lambda m, x, y: _uap(m, x, y, seed="0"), TypeError,
+     r"^seed must be None, an int or a torch.Generator"),
+    (lambda m, x, y: _sgd(m, x, y, eps=-0.1), ValueError, r"^eps must be a number >= 0, got -0.1$"),
+    (lambda m, x, y: _sgd(m, x, y, norm="l1"), ValueError, _LINF_L2),
+    (lambda m, x, y: _sgd(m, x, y, epochs=0), ValueError,
+     r"^epochs must be an integer >= 1, got 0$"),
+    (lambda m, x, y: _sgd(m, x, y, step_size=0), ValueError,
+     r"^step_size must be a number > 0, got 0$"),
+    (lambda m, x, y: _sgd(m, x, y, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: _sgd(m, x, y, loss_clip=0), ValueError,
+     r"^loss_clip must be a number > 0, got 0$"),
+    (lambda m, x, y: _sgd(m, x, y, target=-1), ValueError,
+     r"^target must be an integer >= 0, got -1$"),
+    (lambda m, x, y: _sgd(m, x, y, return_history="yes"), TypeError, "^return_history " + _NO),
+    (lambda m, x, y: _sgd(m, x, y, progress="yes"), TypeError, "^progress " + _NO),
+    (lambda m, x, y: _sgd(m, x, y, seed=-1), ValueError, r"^seed must be an int >= 0, got -1$"),
+    (lambda m, x, y: _grid1(m, x, y, num_classes=1), ValueError,
+     r"^num_classes must be an integer >= 2, got 1$"),
+    (lambda m, x, y: _grid1(m, x, y, per_class=0), ValueError,
+     r"^per_class must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.label_flow(m, x, _ZERO, num_classes=1), ValueError,
+     r"^num_classes must be an integer >= 2, got 1$"),
+    (lambda m, x, y: attacks.fooling_rate(m, x, _ZERO, batch_size=0), ValueError, _BATCH0),
+    (lambda m, x, y: attacks.project_perturbation(torch.zeros(2, 3), -1.0), ValueError,
+     r"^eps must be a number >= 0, got -1$"),
+    (lambda m, x, y: attacks.project_perturbation(torch.zeros(2, 3), 0.1, "l0"), ValueError,
+     r"^norm must be one of \('linf', 'l2'\), got 'l0'$"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), ARG_ERRORS)
+def test_argument_errors_name_the_argument_and_its_bound(problem, call, error, message):
+    model, x, y, _ = problem
+    with pytest.raises(error, match=message):
+        call(model, x[:4], y[:4])

@@ -306,16 +306,17 @@ def test_cw_matches_a_one_example_at_a_time_reference(kappa):
     model = _tanh_net(2, 9, 4, 2.0)
     with torch.no_grad():
         y = model(x).argmax(1)
-    x_adv, l2 = attacks.carlini_wagner_l2(model, x, y, kappa=kappa, c=0.5, binary_steps=4,
+    # c = 0.3 has no exact float32 form: c must be kept in x's dtype
+    x_adv, l2 = attacks.carlini_wagner_l2(model, x, y, kappa=kappa, c=0.3, binary_steps=4,
                                           steps=15, lr=0.05, batch_size=3)
-    expected, expected_l2, trace = _cw_reference(model, x, y, kappa, 0.5, 4, 15, 0.05)
+    expected, expected_l2, trace = _cw_reference(model, x, y, kappa, 0.3, 4, 15, 0.05)
     assert torch.allclose(x_adv, expected, atol=1e-9, rtol=0)
     assert torch.equal(torch.isinf(l2), torch.isinf(expected_l2))
     finite = torch.isfinite(l2)
     assert torch.allclose(l2[finite], expected_l2[finite], atol=1e-9, rtol=0)
     assert 0 < int(finite.sum()) < len(x)
-    assert any(cs[1] == 5.0 for cs in trace)  # raised tenfold after a failing first round
-    assert any(cs[1] == 0.25 for cs in trace)  # bisected after a successful first round
+    assert any(cs[1] == 3.0 for cs in trace)  # raised tenfold after a failing first round
+    assert any(cs[1] == 0.15 for cs in trace)  # bisected after a successful first round
 
 BAD = [
     (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, kappa=-1.0), ValueError, "kappa"),
@@ -365,4 +366,130 @@ def test_bad_arguments_raise_clear_errors(call, error, pattern):
     x = _images(2)
     y = torch.tensor([0, 1])
     with pytest.raises(error, match=pattern):
+        call(model, x, y)
+
+
+class _Counting(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def test_cw_defaults():
+    # kappa 0, c 1, 6 rounds of 100 Adam steps at lr 0.1: one forward pass per step, plus one
+    # per chunk that reads the number of classes
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 3, 3, generator=g).double()
+    net = _tanh_net(2, 9, 4, 2.0)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    counting = _Counting(net)
+    x_adv, l2 = attacks.carlini_wagner_l2(counting, x, y)
+    assert counting.calls == 1 + 6 * 100
+    explicit, l2_explicit = attacks.carlini_wagner_l2(net, x, y, kappa=0.0, c=1.0,
+                                                      binary_steps=6, steps=100, lr=0.1,
+                                                      batch_size=None)
+    assert torch.equal(x_adv, explicit)
+    assert torch.equal(l2, l2_explicit)
+    assert bool(torch.isfinite(l2).all())
+
+
+def test_eot_draws_the_default_eight_transformations_per_forward_pass():
+    calls = []
+
+    def transform(v, generator):
+        calls.append(generator)
+        return v
+
+    eot = attacks.EOT(_relu_net(), transform)
+    eot(_images(2))
+    assert len(calls) == 8
+    assert calls[0] is None  # seed=None: torch's global generator
+    one = attacks.EOT(_relu_net(), transform, samples=1)  # the smallest legal value
+    with torch.no_grad():
+        assert torch.allclose(one(_images(2)), F.log_softmax(_relu_net()(_images(2)), 1),
+                              atol=1e-6)
+
+
+def test_bpda_forward_is_the_preprocessed_model_and_backward_the_identity():
+    model = _relu_net()
+    x = _images(4)
+
+    def squeeze(v):
+        return torch.round(v * 3) / 3
+
+    bpda = attacks.BPDA(model, squeeze)
+    xr = x.clone().requires_grad_(True)
+    out = bpda(xr)
+    with torch.no_grad():
+        assert torch.allclose(out, model(squeeze(x)), atol=1e-6)
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), xr)
+    v = squeeze(x).requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(v)[:, 0].sum(), v)
+    assert torch.allclose(grad, expected, atol=1e-6)
+
+
+def test_gaussian_noise_is_x_plus_sigma_times_the_generator_draw():
+    x = _images(3)
+    noise = attacks.gaussian_noise(0.25)(x, torch.Generator().manual_seed(4))
+    expected = x + 0.25 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(noise, expected, atol=1e-7)
+
+
+def test_smallest_legal_adaptive_arguments_are_accepted():
+    model = _relu_net()
+    x = _images(3)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    attacks.carlini_wagner_l2(model, x, y, kappa=0.0, binary_steps=1, steps=1, batch_size=1)
+    attacks.worst_case(model, x, y, {"noop": lambda m, a, b: a}, eps=0.0, batch_size=1)
+
+
+_NO = "must be True or False"
+ADAPTIVE_ARG_ERRORS = [
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, kappa=-1.0), ValueError,
+     r"^kappa must be a number >= 0, got -1$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, c=0.0), ValueError,
+     r"^c must be a number > 0, got 0$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, binary_steps=0), ValueError,
+     r"^binary_steps must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, steps=0), ValueError,
+     r"^steps must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, lr=0.0), ValueError,
+     r"^lr must be a number > 0, got 0$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y, batch_size=0), ValueError,
+     r"^batch_size must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y[:1]), ValueError,
+     r"^y must have shape \(2,\)"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y.float()), TypeError,
+     r"^y must be an integer tensor"),
+    (lambda m, x, y: attacks.carlini_wagner_l2(m, x, y.numpy()), TypeError,
+     r"^y must be a torch.Tensor"),
+    (lambda m, x, y: attacks.EOT(m, lambda v, g: v, samples=0), ValueError,
+     r"^samples must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.EOT(m, lambda v, g: v, seed=-1), ValueError,
+     r"^seed must be an int >= 0, got -1$"),
+    (lambda m, x, y: attacks.gaussian_noise(0.0), ValueError,
+     r"^sigma must be a number > 0, got 0$"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, eps=-1), ValueError,
+     r"^eps must be a number >= 0, got -1$"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, norm="l1"), ValueError,
+     r"^norm must be one of \('linf', 'l2'\), got 'l1'$"),
+    (lambda m, x, y: attacks.worst_case(m, x, y, {"a": lambda *a: x}, batch_size=0), ValueError,
+     r"^batch_size must be an integer >= 1, got 0$"),
+    (lambda m, x, y: attacks.worst_case(m, x, y[:1], {"a": lambda *a: x}), ValueError,
+     r"^y must have shape \(2,\)"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), ADAPTIVE_ARG_ERRORS)
+def test_adaptive_argument_errors_name_the_argument_and_its_bound(call, error, message):
+    model = _relu_net()
+    x = _images(2)
+    y = torch.tensor([0, 1])
+    with pytest.raises(error, match=message):
         call(model, x, y)
