@@ -1696,3 +1696,26 @@ def test_argument_errors_name_the_argument_and_its_bound(problem, call, error, m
     model, x, y, _ = problem
     with pytest.raises(error, match=message):
         call(model, x[:4], y[:4])
+
+
+class _NeverClass2(nn.Module):
+    """The 4-pixel tanh network with class 2 masked out (logit -inf): no input is class 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = _tanh_net(5, 4, 3)
+
+    def forward(self, x):
+        z = self.net(x)
+        return z.masked_fill(torch.tensor([False, False, True]), -math.inf)
+
+
+def test_pgd_toward_an_unreachable_target_reports_never():
+    # Toward class 2 the targeted objective -CE is -inf at every iterate: no restart succeeds
+    # or improves, and the success step is steps + 1 ("never") for every example.
+    _, x, _ = _tanh_problem()
+    target = torch.full((len(x),), 2)
+    out, step = attacks.pgd(_NeverClass2(), x, target, 0.15, 0.05, 3, restarts=2, targeted=True,
+                            seed=0, return_success_step=True)
+    assert torch.equal(step, torch.full((len(x),), 4))
+    assert float((out - x).abs().max()) <= 0.15 + 1e-12
