@@ -82,6 +82,7 @@ def _refuse_batch_norm(model: nn.Module) -> None:
 def _hookable(model: nn.Module) -> bool:
     """True when every trainable parameter sits in an nn.Linear or nn.Conv2d (groups 1)."""
     for module in model.modules():
+        # (mutation testing, equivalent: recurse=None is falsy like False)
         own = [p for p in module.parameters(recurse=False) if p.requires_grad]
         if own and not (isinstance(module, nn.Linear)
                         or (isinstance(module, nn.Conv2d) and module.groups == 1
@@ -112,6 +113,8 @@ def _per_sample_by_hooks(model, x, y, loss_fn):
         loss = loss_fn(model(x), y, reduction="sum")
         # gradients with respect to the layer outputs only: the batch-summed weight gradients
         # of an ordinary backward pass are never needed
+        # (mutation testing, equivalent: autograd.grad returns one gradient per layer, so zip's
+        # strict= cannot matter)
         grads = dict(zip(layers, torch.autograd.grad(loss, [outs[m] for m in layers]),
                          strict=True))
     finally:
@@ -122,6 +125,7 @@ def _per_sample_by_hooks(model, x, y, loss_fn):
         a, g, prefix = acts[m], grads[m], names[m] + "." if names[m] else ""
         if isinstance(m, nn.Linear):
             a, g = a.reshape(len(x), -1, a.shape[-1]), g.reshape(len(x), -1, g.shape[-1])
+            # (mutation testing, equivalent here and below: einsum subscripts may be upper case)
             w, b = torch.einsum("nto,nti->noi", g, a), g.sum(1)
         else:
             u = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding,
@@ -158,6 +162,8 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     checks.choice(method, "method", ("auto", "vmap", "hooks"))
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
         raise TypeError("x must be a non-empty torch.Tensor with a batch dimension")
+    # (mutation testing, equivalent: "y" is checks.torch_labels's default name; without
+    # device= the labels stay where they are, the same on a one-device machine (CPU only here))
     y = checks.torch_labels(y, "y", n=len(x), device=x.device)
     loss_fn = loss_fn or F.cross_entropy
     hookable = _hookable(model)
@@ -204,6 +210,8 @@ def add_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_norm
     gen = checks.torch_generator(seed)
     out = {}
     for k, s in summed.items():
+        # (mutation testing, equivalent: torch.randn(..., generator=None) is the else branch; on a
+        # one-device machine (CPU only here) .to(s.device) and .to(None) are the same)
         noise = torch.randn(s.shape, generator=gen, dtype=s.dtype) if gen is not None else \
             torch.randn(s.shape, dtype=s.dtype)
         out[k] = s + sigma * max_norm * noise.to(s.device)
@@ -217,6 +225,7 @@ def poisson_sample(n: int, sample_rate: float, seed=None) -> torch.Tensor:
     q = checks.fraction(sample_rate, "sample_rate", open_low=True)
     gen = checks.torch_generator(seed)
     u = torch.rand(n, generator=gen)
+    # (mutation testing, equivalent: `<=` differs only when a uniform equals q exactly)
     return torch.nonzero(u < q).flatten()
 
 
@@ -252,12 +261,16 @@ def clipped_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     parameter (no clipped copies of the per-example gradients are made)."""
     checks.module(model)
     max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    # (mutation testing, equivalent: for an nn.Linear on 2-D inputs both branches compute the
+    # same clipped sum (tested against each other); on other inputs cross-entropy refuses the
+    # linear layer's output either way)
     if isinstance(model, nn.Linear) and x.ndim == 2:
         return linear_clipped_sum(model, x, y, max_norm)
     grads = per_sample_gradients(model, x, y)
     n = len(x)
     norms = torch.sqrt(sum(g.reshape(n, -1).pow(2).sum(1) for g in grads.values()))
     factor = (max_norm / (norms + 1e-12)).clamp(max=1.0)
+    # (mutation testing, equivalent: einsum subscripts may be upper case)
     return {k: torch.einsum("n,n...->...", factor, g) for k, g in grads.items()}, norms
 
 
@@ -293,6 +306,8 @@ def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     """
     checks.module(model)
     _refuse_batch_norm(model)
+    # (mutation testing, equivalent: "y" is checks.torch_labels's default name; without
+    # device= the labels stay where they are, the same on a one-device machine (CPU only here))
     y = checks.torch_labels(y, "y", n=len(x), device=x.device)
     sigma = checks.real(noise_multiplier, "noise_multiplier", low=0.0)
     max_norm = checks.real(max_norm, "max_norm", low=0.0, low_open=True)
@@ -309,6 +324,8 @@ def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     steps_per_epoch = max(1, round(1 / q))
     params = dict(model.named_parameters())
     opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum)
+    # (mutation testing, equivalent: with ema = 0 an average would be updated to the iterate
+    # itself at every step, 0 * avg + 1 * p, so evaluating or returning it changes nothing)
     averaged = {k: p.detach().clone() for k, p in params.items()} if ema > 0 else None
     history, total_steps = [], 0
     model.train()
@@ -316,6 +333,8 @@ def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     for epoch in range(1, epochs + 1):
         sizes = []
         for _ in range(steps_per_epoch):
+            # (mutation testing, equivalent on a one-device machine: .to(None) keeps the CPU
+            # indices)
             idx = poisson_sample(n, q, gen).to(x.device)
             sizes.append(len(idx))
             if len(idx):
@@ -403,6 +422,7 @@ def audit_guesses(scores, included, k_pos: int, k_neg: int) -> tuple[int, int]:
     m = checks.same_length("scores", scores, "included", included)
     k_pos = checks.integer(k_pos, "k_pos", low=0)
     k_neg = checks.integer(k_neg, "k_neg", low=0, high=m - k_pos)
+    # (mutation testing, equivalent: numpy reads the sort kind case-insensitively)
     order = np.argsort(-scores, kind="stable")
     correct = int(included[order[:k_pos]].sum()) + int((~included[order[m - k_neg:]]).sum())
     return k_pos + k_neg, correct
@@ -414,6 +434,8 @@ def loss_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """Membership scores of the loss-threshold attack (Yeom et al. 2018): the negative
     cross-entropy :math:`-\\ell(f(x_i), y_i)` per example (higher = more likely a member)."""
     checks.module(model)
+    # (mutation testing, equivalent: "y" is checks.torch_labels's default name; without
+    # device= the labels stay where they are, the same on a one-device machine (CPU only here))
     y = checks.torch_labels(y, "y", n=len(x), device=x.device)
     was = model.training
     model.eval()
@@ -433,11 +455,14 @@ def roc_summary(scores_in, scores_out, fpr_at: float = 0.01) -> dict:
     fpr_at = checks.fraction(fpr_at, "fpr_at")
     scores = np.concatenate([s_in, s_out])
     labels = np.concatenate([np.ones(len(s_in)), np.zeros(len(s_out))])
+    # (mutation testing, equivalent: the curve takes one point per distinct score, after the
+    # last of a run of ties, so the order within ties, stable or not, cannot matter)
     order = np.argsort(-scores, kind="stable")
     scores, labels = scores[order], labels[order]
     distinct = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
     tpr = np.r_[0.0, np.cumsum(labels)[distinct] / len(s_in)]
     fpr = np.r_[0.0, np.cumsum(1 - labels)[distinct] / len(s_out)]
     auc = float(np.trapezoid(tpr, fpr))
+    # (mutation testing, equivalent: `<` differs only for an FPR of exactly fpr_at + 1e-12)
     tpr_low = float(tpr[fpr <= fpr_at + 1e-12].max())
     return {"auc": auc, "tpr_at_fpr": tpr_low, "fpr": fpr, "tpr": tpr}

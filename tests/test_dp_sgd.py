@@ -67,9 +67,10 @@ def test_per_sample_gradients_match_loop(build, method):
 def test_batch_norm_refused():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
                           nn.Linear(2 * 26 * 26, 10))
-    with pytest.raises(ValueError, match="batch normalisation"):
+    with pytest.raises(ValueError, match=r"^model contains batch normalisation \(1: BatchNorm2d\), "
+                                         r"which mixes the examples of a batch"):
         dp_sgd.per_sample_gradients(model, torch.rand(2, 1, 28, 28), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="batch normalisation"):
+    with pytest.raises(ValueError, match=r"^model contains batch normalisation"):
         dp_sgd.train_private(model, torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long),
                              noise_multiplier=1.0, max_norm=1.0, sample_rate=0.5, epochs=1,
                              lr=0.1)
@@ -226,37 +227,50 @@ def test_audit_lower_bound_behaviour():
 
 # -------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"noise_multiplier": -1.0}, ValueError, "noise_multiplier"),
-    ({"max_norm": 0.0}, ValueError, "max_norm"),
-    ({"sample_rate": 0.0}, ValueError, "sample_rate"),
-    ({"sample_rate": 1.2}, ValueError, "sample_rate"),
-    ({"epochs": 0}, ValueError, "epochs"),
-    ({"delta": 1.0}, ValueError, "delta"),
-    ({"lr": -0.1}, ValueError, "lr"),
-    ({"seed": 1.5}, TypeError, "seed"),
+    ({"noise_multiplier": -1.0}, ValueError, r"^noise_multiplier must be a number >= 0, got -1"),
+    ({"max_norm": 0.0}, ValueError, r"^max_norm must be a number > 0, got 0"),
+    ({"sample_rate": 0.0}, ValueError, r"^sample_rate must be a number > 0 and <= 1, got 0"),
+    ({"sample_rate": 1.2}, ValueError, r"^sample_rate must be a number > 0 and <= 1, got 1.2"),
+    ({"epochs": 0}, ValueError, r"^epochs must be an integer >= 1, got 0"),
+    ({"delta": 1.0}, ValueError, r"^delta must be a number > 0 and < 1, got 1"),
+    ({"delta": 0.0}, ValueError, r"^delta must be a number > 0 and < 1, got 0"),
+    ({"lr": -0.1}, ValueError, r"^lr must be a number > 0, got -0.1"),
+    ({"lr": 0.0}, ValueError, r"^lr must be a number > 0, got 0"),
+    ({"momentum": 1.0}, ValueError, r"^momentum must be a number >= 0 and < 1, got 1"),
+    ({"momentum": -0.1}, ValueError, r"^momentum must be a number >= 0 and < 1, got -0.1"),
+    ({"ema": -0.1}, ValueError, r"^ema must be a number >= 0 and < 1, got -0.1"),
+    ({"seed": 1.5}, TypeError, r"^seed must be None, an int or a torch.Generator, got float"),
+    ({"y": torch.zeros(3, dtype=torch.long)}, ValueError, r"^y must have shape \(4,\)"),
+    ({"model": "m"}, TypeError, r"^model must be a torch.nn.Module, got str"),
 ])
 def test_train_private_bad_inputs(kwargs, exc, match):
-    args = {"noise_multiplier": 1.0, "max_norm": 1.0, "sample_rate": 0.5, "epochs": 1,
+    args = {"model": nn.Linear(2, 2), "y": torch.zeros(4, dtype=torch.long),
+            "noise_multiplier": 1.0, "max_norm": 1.0, "sample_rate": 0.5, "epochs": 1,
             "lr": 0.1} | kwargs
+    model = args.pop("model")
+    if isinstance(model, nn.Module):
+        model.eval()
     with pytest.raises(exc, match=match):
-        dp_sgd.train_private(nn.Linear(2, 2), torch.randn(4, 2), torch.zeros(4, dtype=torch.long),
-                             **args)
+        dp_sgd.train_private(model, torch.randn(4, 2), args.pop("y"), **args)
+    if isinstance(model, nn.Module):
+        assert not model.training      # rejected before anything is done to the model
 
 
 def test_other_bad_inputs():
-    with pytest.raises(ValueError, match="hooks"):
+    with pytest.raises(ValueError, match=r"^method='hooks' needs a model whose trainable layers "
+                                         r"are all nn.Linear or nn.Conv2d; use method='vmap'"):
         dp_sgd.per_sample_gradients(_group_norm_cnn(), torch.rand(2, 1, 28, 28),
                                     torch.tensor([0, 1]), method="hooks")
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match=r"^method must be one of"):
         dp_sgd.per_sample_gradients(nn.Linear(2, 2), torch.rand(2, 2), torch.tensor([0, 1]),
                                     method="loop")
-    with pytest.raises(ValueError, match="max_norm"):
+    with pytest.raises(ValueError, match=r"^max_norm must be a number > 0, got -1"):
         dp_sgd.clip_gradients({"a": torch.ones(2, 2)}, -1.0)
-    with pytest.raises(ValueError, match="sample_rate"):
+    with pytest.raises(ValueError, match=r"^sample_rate must be a number > 0 and <= 1, got 0"):
         dp_sgd.poisson_sample(10, 0.0)
-    with pytest.raises(ValueError, match="n must"):
+    with pytest.raises(ValueError, match=r"^n must be an integer >= 1, got 0"):
         dp_sgd.poisson_sample(0, 0.5)
-    with pytest.raises(TypeError, match="nn.Linear"):
+    with pytest.raises(TypeError, match=r"^layer must be an nn.Linear, got Conv2d"):
         dp_sgd.linear_clipped_sum(nn.Conv2d(1, 1, 1), torch.ones(1, 2), torch.zeros(1), 1.0)
     with pytest.raises(ValueError, match="divisible"):
         sc.scattering_features(torch.rand(1, 1, 30, 30))
@@ -274,7 +288,7 @@ def test_audit_guesses_counts():
     # top 2 -> members (1 right), bottom 2 -> non-members (scores 1, 0: 1 right)
     assert dp_sgd.audit_guesses(scores, included, 2, 2) == (4, 2)
     assert dp_sgd.audit_guesses(scores, included, 1, 0) == (1, 1)
-    with pytest.raises(ValueError, match="k_neg"):
+    with pytest.raises(ValueError, match=r"^k_neg must be an integer >= 0 and <= 2, got 3"):
         dp_sgd.audit_guesses(scores, included, 4, 3)
 
 
@@ -306,18 +320,18 @@ def test_ema_is_average_of_iterates():
 
 
 def test_more_bad_inputs():
-    with pytest.raises(ValueError, match="fpr_at"):
+    with pytest.raises(ValueError, match=r"^fpr_at must be a number >= 0 and <= 1, got 1.5"):
         dp_sgd.roc_summary([1.0, 2.0], [0.0], fpr_at=1.5)
-    with pytest.raises(ValueError, match="scores_in"):
+    with pytest.raises(ValueError, match=r"^scores_in must not be empty"):
         dp_sgd.roc_summary([], [0.0])
-    with pytest.raises(ValueError, match="y must"):
+    with pytest.raises(ValueError, match=r"^y must have shape \(3,\)"):
         dp_sgd.loss_scores(nn.Linear(2, 2), torch.ones(3, 2), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="in_features"):
+    with pytest.raises(ValueError, match=r"^in_features must be an integer >= 1, got 0"):
         dp_sgd.zero_linear(0)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1 and <= 4, got 5"):
         dp_sgd.train_at_epsilon(nn.Linear(2, 2), torch.ones(4, 2), torch.zeros(4, dtype=torch.long),
                                 1.0, batch_size=5, epochs=1, max_norm=1.0, lr=0.1)
-    with pytest.raises(ValueError, match="ema"):
+    with pytest.raises(ValueError, match=r"^ema must be a number >= 0 and < 1, got 1"):
         dp_sgd.train_private(nn.Linear(2, 2), torch.ones(4, 2), torch.zeros(4, dtype=torch.long),
                              noise_multiplier=1.0, max_norm=1.0, sample_rate=0.5, epochs=1,
                              lr=0.1, ema=1.0)
@@ -344,8 +358,283 @@ def test_hooks_refuse_a_layer_used_twice():
         def forward(self, x):
             return self.fc(torch.tanh(self.fc(x)))
 
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(ValueError, match=r"^layer 'fc' is called twice in one forward pass"):
         dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
     got = dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]),
                                       method="vmap")
     assert got["fc.weight"].shape == (3, 4, 4)
+
+
+# ------------------------------------------------------------------- more per-example cases
+class _SequenceModel(nn.Module):
+    """A linear layer applied to every position of a sequence (3-D activations), a bias-free
+    linear layer, and a frozen one: the hooks path must handle all three."""
+
+    def __init__(self):
+        super().__init__()
+        self.per_position = nn.Linear(4, 3)
+        self.no_bias = nn.Linear(3 * 5, 6, bias=False)
+        self.frozen = nn.Linear(6, 10)
+        self.frozen.weight.requires_grad_(False)
+
+    def forward(self, x):
+        h = torch.tanh(self.per_position(x.reshape(len(x), 5, 4)))
+        return self.frozen(torch.tanh(self.no_bias(h.flatten(1))))
+
+
+@pytest.mark.parametrize("method", ["hooks", "vmap"])
+def test_per_sample_gradients_of_sequences_bias_free_and_frozen_layers(method):
+    torch.manual_seed(5)
+    model = _SequenceModel().double()
+    x = torch.rand(4, 20, dtype=torch.float64)
+    y = torch.tensor([0, 3, 9, 3])
+    got = dp_sgd.per_sample_gradients(model, x, y, method=method)
+    trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    want = {k: [] for k in trainable}                # frozen.weight: no gradient returned
+    for i in range(len(x)):                          # one backward pass per example
+        grads = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]),
+                                    list(trainable.values()))
+        for k, g in zip(trainable, grads, strict=True):
+            want[k].append(g)
+    want = {k: torch.stack(v) for k, v in want.items()}
+    assert set(got) == set(want) == {"per_position.weight", "per_position.bias",
+                                     "no_bias.weight", "frozen.bias"}
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(2, 2, 3, groups=2),
+                                  nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")],
+                         ids=["grouped", "reflect"])
+def test_layers_the_hooks_cannot_handle_go_to_vmap(conv):
+    torch.manual_seed(6)
+    channels = conv.in_channels
+    model = nn.Sequential(conv, nn.Flatten(), nn.LazyLinear(3)).double()
+    x = torch.rand(3, channels, 6, 6, dtype=torch.float64)
+    model(x)                                         # materialise the lazy layer
+    y = torch.tensor([0, 2, 1])
+    got = dp_sgd.per_sample_gradients(model, x, y)   # "auto"
+    want = _loop_gradients(model, x, y)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"^method='hooks' needs a model"):
+        dp_sgd.per_sample_gradients(model, x, y, method="hooks")
+
+
+def test_a_top_level_linear_layer_names_its_parameters_plainly():
+    layer = nn.Linear(3, 2)
+    got = dp_sgd.per_sample_gradients(layer, torch.rand(4, 3), torch.tensor([0, 1, 1, 0]),
+                                      method="hooks")
+    assert set(got) == {"weight", "bias"}
+
+
+def test_layer_used_twice_message_names_the_layer_and_the_way_out():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(torch.tanh(self.fc(x)))
+
+    with pytest.raises(ValueError, match=r"^layer 'fc' is called twice in one forward pass; "
+                                         r"per-example gradients by hooks need each layer once: "
+                                         r"use method='vmap'$"):
+        dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
+
+
+def test_clipping_leaves_tiny_and_zero_gradients_alone():
+    # norms 0, 1e-13 and 2 with C = 1: the first two are unchanged (factor 1), the third halved
+    g = {"a": torch.tensor([[0.0, 0.0], [1e-13, 0.0], [0.0, 2.0]], dtype=torch.float64)}
+    clipped, norms = dp_sgd.clip_gradients(g, 1.0)
+    torch.testing.assert_close(norms, torch.tensor([0.0, 1e-13, 2.0], dtype=torch.float64))
+    assert torch.equal(clipped["a"][:2], g["a"][:2])
+    torch.testing.assert_close(clipped["a"][2], torch.tensor([0.0, 1.0], dtype=torch.float64))
+    for bad in ({}, [torch.ones(2, 1)]):
+        with pytest.raises(TypeError, match=r"^grads must be a non-empty dict name -> tensor "
+                                            r"\(N, \.\.\.\)$"):
+            dp_sgd.clip_gradients(bad, 1.0)
+    with pytest.raises(ValueError, match=r"^grads must all have the same first \(example\) "
+                                         r"dimension$"):
+        dp_sgd.clip_gradients({"a": torch.ones(2, 2), "b": torch.ones(3)}, 1.0)
+
+
+def test_audit_guesses_on_an_asymmetric_case_and_ties():
+    # members guessed for the 2 highest scores (7: member, 6: not), non-members for the 3
+    # lowest (2: member, 1: not, 0: not): 1 + 2 correct out of 5 guesses
+    scores = np.array([7.0, 6.0, 5.0, 4.0, 2.0, 1.0, 0.0])
+    included = np.array([True, False, True, True, True, False, False])
+    assert dp_sgd.audit_guesses(scores, included, 2, 3) == (5, 3)
+    assert dp_sgd.audit_guesses(scores, included, 0, 0) == (0, 0)
+    # 100 tied scores: the stable order keeps the input order, so the first 10 are "members"
+    tied = np.zeros(100)
+    inc = np.arange(100) < 10
+    assert dp_sgd.audit_guesses(tied, inc, 10, 10) == (20, 20)
+
+
+@pytest.mark.parametrize(("args", "exc", "match"), [
+    (([1.0, 2.0], [True], 1, 0), ValueError,
+     r"^scores and included must have the same length, got 2 and 1"),
+    (([[1.0]], [True], 1, 0), ValueError, r"^scores must be 1-D"),
+    (([1.0], [[True]], 1, 0), ValueError, r"^included must be 1-D"),
+    (([1.0], [1], 1, 0), TypeError, r"^included must hold booleans"),
+    (([1.0, 2.0], [True, False], -1, 0), ValueError, r"^k_pos must be an integer >= 0, got -1"),
+    (([1.0, 2.0], [True, False], 1, 2), ValueError,
+     r"^k_neg must be an integer >= 0 and <= 1, got 2"),
+])
+def test_audit_guesses_rejects_bad_arguments(args, exc, match):
+    with pytest.raises(exc, match=match):
+        dp_sgd.audit_guesses(*args)
+
+
+def test_roc_curve_matches_sklearn_and_counts_the_fpr_bound_inclusively():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(1)
+    s_in, s_out = rng.normal(1, 1, 40), rng.normal(0, 1, 5)
+    roc = dp_sgd.roc_summary(s_in, s_out)
+    fpr, tpr, _ = roc_curve(np.r_[np.ones(40), np.zeros(5)], np.r_[s_in, s_out],
+                            drop_intermediate=False)
+    np.testing.assert_allclose(roc["fpr"], fpr)
+    np.testing.assert_allclose(roc["tpr"], tpr)
+    # by hand: in 5, 4, out 3, in 2.5, out 2, ...: TPR 0.4 at FPR 0 and 0.6 at FPR 1/5, and
+    # 1 / 5 == 0.2 is within the bound fpr_at = 0.2
+    hand = dp_sgd.roc_summary([5.0, 4.0, 2.5, 1.0, 0.5], [3.0, 2.0, -1.0, -2.0, -3.0],
+                              fpr_at=0.2)
+    assert hand["tpr_at_fpr"] == 0.6
+    assert dp_sgd.roc_summary([5.0, 4.0, 2.5, 1.0, 0.5], [3.0, 2.0, -1.0, -2.0, -3.0],
+                              fpr_at=0.1)["tpr_at_fpr"] == 0.4
+    # infinite scores are allowed: a certain member and a certain non-member
+    inf = dp_sgd.roc_summary([np.inf, 1.0], [0.0, -np.inf])
+    assert inf["auc"] == 1.0
+    with pytest.raises(ValueError, match=r"^scores_in must be 1-D"):
+        dp_sgd.roc_summary([[1.0]], [0.0])
+    with pytest.raises(ValueError, match=r"^scores_out must be 1-D"):
+        dp_sgd.roc_summary([1.0], [[0.0]])
+    with pytest.raises(ValueError, match=r"^scores_out must not be empty"):
+        dp_sgd.roc_summary([1.0], [])
+
+
+def test_tanh_cnn_is_the_documented_architecture():
+    # a second implementation with functional ops and the same weights: Conv(1->16, 8x8,
+    # stride 2, pad 3) - tanh - MaxPool(2, 1) - Conv(16->32, 4x4, stride 2) - tanh -
+    # MaxPool(2, 1) - FC(512->32) - tanh - FC(32->10)
+    torch.manual_seed(7)
+    model = dp_sgd.TanhCNN()
+    assert sum(p.numel() for p in model.parameters()) == 26_010
+    c1, c2, f1, f2 = (m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+    x = torch.rand(3, 1, 28, 28)
+    h = F.max_pool2d(torch.tanh(F.conv2d(x, c1.weight, c1.bias, stride=2, padding=3)), 2, 1)
+    h = F.max_pool2d(torch.tanh(F.conv2d(h, c2.weight, c2.bias, stride=2)), 2, 1)
+    want = F.linear(torch.tanh(F.linear(h.flatten(1), f1.weight, f1.bias)), f2.weight, f2.bias)
+    torch.testing.assert_close(model(x), want)
+    assert dp_sgd.TanhCNN(num_classes=3)(x).shape == (3, 3)
+
+
+def test_vmap_draws_its_own_dropout_mask_per_example():
+    # randomness="different": a model with dropout in training mode is allowed under vmap
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Dropout(0.5), nn.Linear(6, 3)).train()
+    x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    got = dp_sgd.per_sample_gradients(model, x, y, method="vmap")
+    assert got["0.weight"].shape == (4, 6, 6)
+
+
+@pytest.mark.parametrize(("x", "y"), [
+    (np.ones((2, 2)), torch.zeros(2, dtype=torch.long)),
+    (torch.ones(2), torch.zeros(2, dtype=torch.long)),
+    (torch.ones(0, 2), torch.zeros(0, dtype=torch.long)),
+])
+def test_per_sample_gradients_need_a_batch_of_tensors(x, y):
+    with pytest.raises(TypeError, match=r"^x must be a non-empty torch.Tensor with a batch "
+                                        r"dimension$"):
+        dp_sgd.per_sample_gradients(nn.Linear(2, 2), x, y)
+
+
+def test_per_sample_gradients_and_zero_linear_check_their_arguments():
+    with pytest.raises(ValueError, match=r"^y must have shape \(2,\)"):
+        dp_sgd.per_sample_gradients(nn.Linear(2, 2), torch.ones(2, 2),
+                                    torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^num_classes must be an integer >= 2, got 1"):
+        dp_sgd.zero_linear(3, 1)
+    head = dp_sgd.zero_linear(3)
+    assert (head.in_features, head.out_features) == (3, 10)
+    assert dp_sgd.zero_linear(3, 2).out_features == 2
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_ghost_clipping_with_and_without_bias_and_for_near_zero_gradients(bias):
+    # examples 0 and 1 (the same point) are classified with a margin of 30 logits: gradient
+    # norms of 2e-13 to 7e-13, below the 1e-12 guard of the division, must be left alone (a
+    # guard subtracted instead of added would flip them and scale them by ~1e12)
+    torch.manual_seed(9)
+    layer = nn.Linear(4, 3, bias=bias).double()
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 0, 1, 2, 1, 0])
+    x[1] = x[0]
+    with torch.no_grad():
+        layer.weight[0] = 30 * x[0] / x[0].norm() ** 2
+    got, norms = dp_sgd.linear_clipped_sum(layer, x, y, 0.5)
+    clipped, want_norms = dp_sgd.clip_gradients(dp_sgd.per_sample_gradients(layer, x, y), 0.5)
+    assert 1e-14 < norms[:2].min() <= norms[:2].max() < 1e-12
+    torch.testing.assert_close(norms, want_norms, rtol=1e-10, atol=1e-30)
+    assert set(got) == ({"weight", "bias"} if bias else {"weight"})
+    for k in got:
+        torch.testing.assert_close(got[k], clipped[k].sum(0))
+    # the same through clipped_sum's per-example path (the layer inside a Sequential)
+    seq, seq_norms = dp_sgd.clipped_sum(nn.Sequential(layer), x, y, 0.5)
+    torch.testing.assert_close(seq_norms, want_norms, rtol=1e-10, atol=1e-30)
+    torch.testing.assert_close(seq["0.weight"], clipped["weight"].sum(0))
+
+
+@pytest.mark.parametrize("model", [nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2))],
+                         ids=["ghost", "per-example"])
+@pytest.mark.parametrize("c", [0.0, -1.0])
+def test_clipped_sums_need_a_positive_norm_bound(model, c):
+    x, y = torch.ones(1, 2), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match=rf"^max_norm must be a number > 0, got {c:g}"):
+        dp_sgd.clipped_sum(model, x, y, c)
+    if isinstance(model, nn.Linear):
+        with pytest.raises(ValueError, match=rf"^max_norm must be a number > 0, got {c:g}"):
+            dp_sgd.linear_clipped_sum(model, x, y, c)
+
+
+def test_batch_norm_message_names_the_layer_and_the_alternatives():
+    with pytest.raises(ValueError, match=r"^model contains batch normalisation \(the model: "
+                                         r"BatchNorm1d\), which mixes the examples of a batch, "
+                                         r"so per-example clipping does not bound the "
+                                         r"sensitivity; use GroupNorm or LayerNorm instead$"):
+        dp_sgd.per_sample_gradients(nn.BatchNorm1d(2), torch.rand(2, 2), torch.tensor([0, 1]))
+
+
+def test_noise_follows_the_seed_and_the_gradients_dtype():
+    # seeded: exactly sigma C times the generator's standard normals, added (not subtracted)
+    summed = {"w": torch.full((3, 4), 2.0, dtype=torch.float64)}
+    got = dp_sgd.add_noise(summed, 1.5, 0.4, seed=torch.Generator().manual_seed(3))["w"]
+    want = 2.0 + 0.6 * torch.randn((3, 4), generator=torch.Generator().manual_seed(3),
+                                   dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(dp_sgd.add_noise(summed, 1.5, 0.4, seed=3)["w"], want,
+                               rtol=1e-15, atol=1e-15)
+    for seed in (None, 0):
+        half = dp_sgd.add_noise({"w": torch.zeros(5, dtype=torch.float16)}, 1.0, 1.0, seed)
+        assert half["w"].dtype == torch.float16
+        fine = dp_sgd.add_noise({"w": torch.zeros(1000, dtype=torch.float64)}, 1.0, 1.0, seed)
+        # float64 noise: not all values are float32 numbers
+        assert (fine["w"] != fine["w"].float().double()).any()
+    for kwargs, match in (({"noise_multiplier": -1.0}, r"^noise_multiplier must be a number "
+                                                       r">= 0, got -1"),
+                          ({"max_norm": 0.0}, r"^max_norm must be a number > 0, got 0"),
+                          ({"max_norm": -2.0}, r"^max_norm must be a number > 0, got -2")):
+        args = {"noise_multiplier": 1.0, "max_norm": 1.0} | kwargs
+        with pytest.raises(ValueError, match=match):
+            dp_sgd.add_noise(summed, **args)
+
+
+def test_poisson_sample_follows_the_seed():
+    # index i is kept iff the generator's i-th uniform is below q
+    u = torch.rand(50, generator=torch.Generator().manual_seed(4))
+    want = torch.nonzero(u < 0.3).flatten()
+    assert torch.equal(dp_sgd.poisson_sample(50, 0.3, seed=4), want)
+    assert torch.equal(dp_sgd.poisson_sample(50, 0.3, torch.Generator().manual_seed(4)), want)
+    assert want.dtype == torch.int64
+    assert torch.equal(dp_sgd.poisson_sample(7, 1.0, seed=0), torch.arange(7))
