@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_attacks import _tanh_net  # the same curved float64 network as test_attacks
 from torch import nn
 
 from helpers import attacks
@@ -247,15 +248,6 @@ def test_worst_case_measures_the_ball_in_the_chosen_norm_and_checks_the_box():
     out = attacks.worst_case(model, x, y, above)
     with torch.no_grad():
         assert torch.equal(out["above"], model(x + 0.01).argmax(1) == y)
-
-
-def _tanh_net(seed: int, d: int, k: int, scale: float) -> nn.Module:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, k)).double()
-    with torch.no_grad():
-        net[1].weight.mul_(scale)
-        net[3].weight.mul_(scale)
-    return net.eval()
 
 
 def _cw_reference(model, x, y, kappa, c0, rounds, steps, lr):
