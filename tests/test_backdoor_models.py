@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from helpers import backdoor, data, models, runtime
@@ -625,3 +626,283 @@ def test_unlearn_checks(fake):
     assert call["epochs"] == 1
     assert call["loader"].batch_size == 1
     assert call["schedule"] == "onecycle"
+
+
+# --------------------------------------------------------------------------------------------
+# Neural Cleanse against a second, one-label-at-a-time implementation
+# --------------------------------------------------------------------------------------------
+
+def _reference_cleanse(model, x, labels, *, epochs, batches, batch_size, lr, init_cost,
+                       threshold, patience, multiplier, seed):
+    """Neural Cleanse written from the docstring, one label at a time with its own Adam and
+    plain Python bookkeeping (lambda up after ``patience`` successful epochs, down by
+    ``multiplier ** 1.5`` after ``patience`` failing ones, the smallest successful mask kept,
+    else the last). The random numbers are drawn as neural_cleanse documents them: the initial
+    masks and patterns of every label, then each mini-batch's indices."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = x.shape
+    init = torch.rand(len(labels), 1 + c, h, w, generator=g).to(x.dtype)
+    b = min(batch_size, n)
+    draws = [[torch.randint(n, (b,), generator=g) for _ in range(batches)]
+             for _ in range(epochs)]
+    rows, masks, patterns, reached = [], [], [], []
+    for i, t in enumerate(labels):
+        raw = [torch.atanh(2 * init[i, :1] - 1).requires_grad_(),
+               torch.atanh(2 * init[i, 1:] - 1).requires_grad_()]
+        opt = torch.optim.Adam(raw, lr=lr, betas=(0.5, 0.9))
+        lam, up, down, best, kept = init_cost, 0, 0, float("inf"), None
+        for epoch in range(epochs):
+            hits = []
+            for idx in draws[epoch]:
+                m, p = ((torch.tanh(r) + 1) / 2 for r in raw)
+                out = model((1 - m) * x[idx] + m * p)
+                loss = F.cross_entropy(out, torch.full((b,), t)) + lam * m.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                hits.append(float((out.argmax(1) == t).double().mean()))
+            success = sum(hits) / batches
+            m, p = (((torch.tanh(r) + 1) / 2).detach() for r in raw)
+            if success >= threshold and float(m.sum()) < best:
+                best, kept = float(m.sum()), (m, p)
+            up, down = (up + 1, 0) if success >= threshold else (0, down + 1)
+            if up >= patience:
+                lam, up = lam * multiplier, 0
+            if down >= patience:
+                lam, down = lam / multiplier ** 1.5, 0
+            rows.append({"epoch": epoch + 1, "label": t, "success": success,
+                         "l1_norm": float(m.sum()), "lambda": lam, "best_l1_norm": best})
+        reached.append(kept is not None)
+        masks.append((kept or (m, p))[0])
+        patterns.append((kept or (m, p))[1])
+    return pd.DataFrame(rows), torch.stack(masks), torch.stack(patterns), np.array(reached)
+
+
+def _double_hand_net() -> nn.Module:
+    net = _hand_net().double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize(("lr", "init_cost", "threshold", "seed"), [
+    (0.1, 0.5, 0.99, 1),  # two labels never reach the threshold: their last mask is kept
+    (0.3, 0.5, 0.99, 0),  # a label's mask grows again after its best epoch
+    (0.1, 0.5, 0.5, 1),  # five epochs of success exactly 0.5 (4 of 8) count as reaching it
+])
+def test_neural_cleanse_equals_a_one_label_at_a_time_reference(lr, init_cost, threshold, seed):
+    """Float64, 6 images of 2x2 pixels, 6 epochs of 2 batches of 4, patience 2: the history
+    (every epoch's success, norm, lambda and best norm), the masks, patterns, norms, reached
+    flags and the final success on all images equal the reference to rounding."""
+    net = _double_hand_net()
+    x = _hand_images([0.2, 0.8, 0.2, 0.8, 0.5, 0.3], 5).double()
+    settings = {"lr": lr, "init_cost": init_cost, "patience": 2, "cost_multiplier": 1.5,
+                "seed": seed}
+    found = backdoor.neural_cleanse(net, x, epochs=6, batches_per_epoch=2, batch_size=4,
+                                    success_threshold=threshold, progress=False, **settings)
+    history, masks, patterns, reached = _reference_cleanse(
+        net, x, [0, 1, 2], epochs=6, batches=2, batch_size=4, lr=lr, init_cost=init_cost,
+        threshold=threshold, patience=2, multiplier=1.5, seed=seed)
+    got = found.history.sort_values(["label", "epoch"], kind="stable").reset_index(drop=True)
+    assert found.history.label.tolist() == [0, 1, 2] * 6  # epoch by epoch, label by label
+    pd.testing.assert_frame_equal(got, history, check_exact=False, rtol=1e-9, atol=1e-12,
+                                  check_dtype=False)
+    torch.testing.assert_close(found.mask, masks, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(found.pattern, patterns, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(found.l1_norm, masks.sum((1, 2, 3)).numpy(), rtol=1e-9)
+    assert found.reached.tolist() == reached.tolist()
+    with torch.no_grad():
+        expected = [float((net((1 - m) * x + m * p).argmax(1) == t).double().mean())
+                    for t, m, p in zip(range(3), masks, patterns, strict=True)]
+    np.testing.assert_allclose(found.attack_success, expected, rtol=1e-12)
+    assert found.labels.tolist() == [0, 1, 2]
+    assert found.mask.dtype == torch.float64
+
+
+def test_neural_cleanse_defaults_are_the_papers_settings(monkeypatch):
+    """Left out, the settings are 20 epochs of 10 batches of 32 (here all 6 images), lr 0.1,
+    lambda 1e-3, threshold 0.99, patience 5, multiplier 1.5, seed 0, every label, and a
+    progress bar of 200 steps."""
+    bars = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.steps, self.closed = kwargs, 0, False
+            bars.append(self)
+
+        def update(self):
+            self.steps += 1
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(backdoor, "tqdm", Bar)
+    net = _double_hand_net()
+    x = _hand_images([0.2, 0.8, 0.2, 0.8, 0.5, 0.3], 6).double()
+    found = backdoor.neural_cleanse(net, x)
+    history, masks, _, reached = _reference_cleanse(
+        net, x, [0, 1, 2], epochs=20, batches=10, batch_size=32, lr=0.1, init_cost=1e-3,
+        threshold=0.99, patience=5, multiplier=1.5, seed=0)
+    got = found.history.sort_values(["label", "epoch"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, history, check_exact=False, rtol=1e-9, atol=1e-12,
+                                  check_dtype=False)
+    torch.testing.assert_close(found.mask, masks, rtol=1e-9, atol=1e-12)
+    assert found.reached.tolist() == reached.tolist()
+    (bar,) = bars
+    assert bar.kwargs == {"total": 200, "desc": "Neural Cleanse (3 labels)", "leave": False,
+                          "disable": False}
+    assert bar.steps == 200
+    assert bar.closed
+    backdoor.neural_cleanse(net, x, labels=[1], epochs=1, batches_per_epoch=1, progress=False)
+    assert bars[1].kwargs["disable"] is True
+    assert bars[1].kwargs["desc"] == "Neural Cleanse (1 labels)"
+
+
+# --------------------------------------------------------------------------------------------
+# unlearn: what reaches the training loop (models.train is the spy of ``fake``)
+# --------------------------------------------------------------------------------------------
+
+def _unlearn_data():
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.rand(40, 1, 8, 8, generator=g), torch.randint(0, 3, (40,), generator=g)
+    # a 2x2 square in rows and columns 3-4: moved by up to 2 pixels it stays inside the image,
+    # so torch.roll (a second way to move it) is exact
+    return x, y, backdoor.square_trigger(2, offset=3, image_size=8, value=0.75)
+
+
+def _seeded_draws(seed: int, n: int, n_stamp: int, shift: int = 0):
+    """The documented draws of unlearn from one generator seeded with ``seed``: the stamped
+    subset, the loader's order seed, then (with a shift) each stamped image's offset."""
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=g)[:n_stamp]
+    order_seed = int(torch.randint(2**31 - 1, (1,), generator=g))
+    offsets = torch.randint(-shift, shift + 1, (n_stamp, 2), generator=g) if shift else None
+    return index, order_seed, offsets
+
+
+def _same_batches(loader, x, y, batch_size, seed) -> bool:
+    ref = data.tensor_loader(x, y, batch_size=batch_size, seed=seed)
+    return all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(loader, ref, strict=True))
+
+
+def test_unlearn_defaults_stamp_a_fifth_and_train_one_epoch_at_1e_3(fake):
+    net = _hand_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y, (mask, pattern) = _unlearn_data()
+    student = backdoor.unlearn(net, x, y, mask, pattern)
+    (call,) = fake["train"]
+    assert call["model"] is student
+    assert student is not net
+    assert not student.training  # net's mode (eval)
+    assert _same_weights(student, net)  # a copy (the spy trains nothing)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert call["epochs"] == 1
+    assert {k: call[k] for k in ("lr", "schedule", "desc")} == {
+        "lr": 1e-3, "schedule": None, "desc": "unlearning"}
+    index, order_seed, _ = _seeded_draws(0, 40, 8)  # round(0.2 * 40) = 8, seed 0
+    expected = x.clone()
+    expected[index] = (1 - mask) * x[index] + mask * pattern
+    x_train, y_train = call["loader"].dataset.tensors
+    torch.testing.assert_close(x_train, expected, rtol=0, atol=1e-7)
+    assert torch.equal(y_train, y)  # true labels kept
+    assert call["loader"].batch_size == 128
+    assert _same_batches(call["loader"], x_train, y_train, 128, order_seed)
+
+
+def test_unlearn_shift_moves_each_stamped_trigger_by_its_seeded_offset(fake):
+    net = _hand_net()
+    x, y, (mask, pattern) = _unlearn_data()
+    backdoor.unlearn(net, x, y, mask, pattern, stamp_fraction=0.5, shift=2, seed=3, epochs=2,
+                     lr=5e-3, schedule="onecycle", batch_size=16)
+    (call,) = fake["train"]
+    index, order_seed, offsets = _seeded_draws(3, 40, 20, shift=2)
+    expected = x.clone()
+    for i, (dy, dx) in zip(index.tolist(), offsets.tolist(), strict=True):
+        m, p = (torch.roll(t, (dy, dx), (1, 2)) for t in (mask, pattern))
+        expected[i] = (1 - m) * x[i] + m * p
+    x_train = call["loader"].dataset.tensors[0]
+    torch.testing.assert_close(x_train, expected, rtol=0, atol=1e-7)
+    assert len({tuple(o) for o in offsets.tolist()}) > 10  # many different offsets were used
+    assert {k: call[k] for k in ("epochs", "lr", "schedule", "desc")} == {
+        "epochs": 2, "lr": 5e-3, "schedule": "onecycle", "desc": "unlearning"}
+    assert _same_batches(call["loader"], x_train, y, 16, order_seed)
+
+
+def test_unlearn_without_stamping_is_plain_fine_tuning(fake):
+    net = _hand_net().train()
+    x, y, (mask, pattern) = _unlearn_data()
+    student = backdoor.unlearn(net, x, y, mask, pattern, stamp_fraction=0.0, shift=2, seed=1)
+    (call,) = fake["train"]
+    assert call["desc"] == "fine-tuning"
+    assert torch.equal(call["loader"].dataset.tensors[0], x)
+    assert student.training
+    _, order_seed, _ = _seeded_draws(1, 40, 0)
+    assert _same_batches(call["loader"], x, y, 128, order_seed)
+
+
+def test_shifted_moves_with_zero_fill():
+    t = torch.arange(1.0, 10.0).view(1, 3, 3)
+    assert torch.equal(backdoor._shifted(t, 1, -1),
+                       torch.tensor([[[0.0, 0, 0], [2, 3, 0], [5, 6, 0]]]))
+    assert torch.equal(backdoor._shifted(t, -2, 2), torch.tensor([[[0.0, 0, 7], [0, 0, 0],
+                                                                   [0, 0, 0]]]))
+    assert torch.equal(backdoor._shifted(t, 0, 0), t)
+
+
+# --------------------------------------------------------------------------------------------
+# the model is left as it was: modes, gradients, frozen parameters, hooks
+# --------------------------------------------------------------------------------------------
+
+class _ModeSpy(nn.Module):
+    """Identity that records the mode it runs in."""
+
+    def __init__(self):
+        super().__init__()
+        self.modes = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return x
+
+
+def test_neural_cleanse_restores_frozen_parameters_gradients_and_mode():
+    net = _hand_net()
+    spy = _ModeSpy()
+    model = nn.Sequential(spy, net).train()
+    net[3].bias.requires_grad_(False)  # frozen before: still frozen after
+    net[1].weight.grad = torch.ones_like(net[1].weight)  # a stale gradient: cleared
+    x = _hand_images([0.2, 0.8, 0.2, 0.8], 8)
+    backdoor.neural_cleanse(model, x, epochs=1, batches_per_epoch=2, progress=False)
+    assert model.training
+    # eval mode throughout: the class count, 2 batches, the final success of each label
+    assert spy.modes == [False] * 6
+    assert [p.requires_grad for p in model.parameters()] == [True, True, True, False]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_activation_gap_by_hand_and_model_left_as_it_was():
+    net = _hand_net()
+    spy = _ModeSpy()
+    model = nn.Sequential(spy, net).train()
+    mask = torch.zeros(1, 2, 2)
+    mask[0, 1, 1] = 1.0
+    x = _hand_images([0.1, 0.4, 0.9], 9)  # x3 = 0: h0 = 0, h2 = 1 on the clean images
+    gap = backdoor.activation_gap(model, x, mask, 0.6 * mask)
+    # stamped x3 = 0.6: h0 rises by 0.6, h1 = x0 does not move, h2 = 1 - x3 falls by 0.6
+    torch.testing.assert_close(gap, torch.tensor([0.6, 0.0, -0.6]), rtol=0, atol=1e-6)
+    assert model.training
+    assert spy.modes == [False, False]
+    assert not net[1]._forward_hooks  # the hook is removed
+    _raises(TypeError, r"^x_clean must be a torch.Tensor of images", backdoor.activation_gap,
+            model, x.numpy(), mask, mask)
+    _raises(ValueError, r"^mask must have finite values in \[0, 1\]$", backdoor.activation_gap,
+            model, x, 2 * mask, mask)
+
+
+def test_prune_neurons_without_bias():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2))
+    pruned = backdoor.prune_neurons(net, np.array([2]))
+    assert torch.equal(pruned[1].weight[2], torch.zeros(4))
+    assert torch.equal(pruned[1].weight[:2], net[1].weight[:2])
+    assert pruned[1].bias is None
