@@ -319,6 +319,7 @@ def train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     ema = checks.real(ema, "ema", low=0.0, high=1.0, high_open=True)
     gen = checks.torch_generator(seed)
     if gen is None:
+        # (mutation testing, equivalent: torch.randint's low defaults to 0)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     n = len(x)
     steps_per_epoch = max(1, round(1 / q))
@@ -422,7 +423,9 @@ def audit_guesses(scores, included, k_pos: int, k_neg: int) -> tuple[int, int]:
     m = checks.same_length("scores", scores, "included", included)
     k_pos = checks.integer(k_pos, "k_pos", low=0)
     k_neg = checks.integer(k_neg, "k_neg", low=0, high=m - k_pos)
-    # (mutation testing, equivalent: numpy reads the sort kind case-insensitively)
+    # (mutation testing, equivalent: numpy reads the sort kind case-insensitively; without
+    # kind= the ties are broken differently, which test_audit_guesses_on_an_asymmetric_case_and_ties
+    # catches)
     order = np.argsort(-scores, kind="stable")
     correct = int(included[order[:k_pos]].sum()) + int((~included[order[m - k_neg:]]).sum())
     return k_pos + k_neg, correct
@@ -450,6 +453,7 @@ def roc_summary(scores_in, scores_out, fpr_at: float = 0.01) -> dict:
     AUC (probability a random member outscores a random non-member, ties half: the
     Mann-Whitney statistic), TPR at FPR ``fpr_at`` (largest TPR whose FPR <= ``fpr_at``) and
     the curve (``fpr``, ``tpr`` arrays) for plotting (Carlini et al. 2022 ask for log axes)."""
+    # (mutation testing, equivalent: checks.array reads finite= as a truth value; None is False)
     s_in = checks.array(scores_in, "scores_in", ndim=1, finite=False)
     s_out = checks.array(scores_out, "scores_out", ndim=1, finite=False)
     fpr_at = checks.fraction(fpr_at, "fpr_at")

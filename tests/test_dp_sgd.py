@@ -470,6 +470,13 @@ def test_audit_guesses_on_an_asymmetric_case_and_ties():
     tied = np.zeros(100)
     inc = np.arange(100) < 10
     assert dp_sgd.audit_guesses(tied, inc, 10, 10) == (20, 20)
+    # many ties among three score values: ties are broken by input order, as Python's stable
+    # sorted() breaks them (numpy's default quicksort breaks them differently here)
+    rng = np.random.default_rng(0)
+    scores, included = rng.integers(0, 3, 500).astype(float), rng.random(500) < 0.5
+    order = np.array(sorted(range(500), key=lambda i: -scores[i]))
+    want = int(included[order[:100]].sum()) + int((~included[order[400:]]).sum())
+    assert dp_sgd.audit_guesses(scores, included, 100, 100) == (200, want)
 
 
 @pytest.mark.parametrize(("args", "exc", "match"), [

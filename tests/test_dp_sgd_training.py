@@ -182,6 +182,37 @@ def test_ema_accuracy_is_that_of_the_averaged_weights_and_training_continues_fro
     assert hist[0]["accuracy"] == pytest.approx((acc1 == y).double().mean().item())
 
 
+def test_ema_epoch_accuracy_uses_the_average_not_the_iterate():
+    # From a start theta0 that calls everything class 1, the epoch-1 average
+    # 0.6 theta0 + 0.4 theta1 and the iterate theta1 predict differently on these points, so
+    # the recorded accuracy tells which one was evaluated (both computed here by hand)
+    torch.manual_seed(7)
+    x, y = torch.randn(60, 3), torch.randint(0, 2, (60,))
+
+    def head():
+        layer = dp_sgd.zero_linear(3, 2)
+        with torch.no_grad():
+            layer.bias.copy_(torch.tensor([-1.0, 1.0]))
+        return layer
+
+    def accuracy(w, b):
+        return ((x @ w.T + b).argmax(1) == y).double().mean().item()
+
+    theta0, theta1 = head(), head()
+    dp_sgd.train_private(theta1, x, y, noise_multiplier=1.0, max_norm=1.0, sample_rate=1.0,
+                         epochs=1, lr=10.0, momentum=0.0, seed=8)
+    averaged = head()
+    hist = dp_sgd.train_private(averaged, x, y, noise_multiplier=1.0, max_norm=1.0,
+                                sample_rate=1.0, epochs=1, lr=10.0, momentum=0.0, seed=8,
+                                ema=0.6, eval_data=(x, y))
+    with torch.no_grad():
+        w = 0.6 * theta0.weight + 0.4 * theta1.weight
+        b = 0.6 * theta0.bias + 0.4 * theta1.bias
+        want, iterate = accuracy(w, b), accuracy(theta1.weight, theta1.bias)
+    assert want != iterate  # the case discriminates
+    assert hist[0]["accuracy"] == pytest.approx(want, abs=1e-12)
+
+
 def test_train_private_shows_a_named_progress_bar_and_cleans_up(capsys):
     x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
     model = nn.Linear(2, 2)
