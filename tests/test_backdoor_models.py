@@ -906,3 +906,36 @@ def test_prune_neurons_without_bias():
     assert torch.equal(pruned[1].weight[2], torch.zeros(4))
     assert torch.equal(pruned[1].weight[:2], net[1].weight[:2])
     assert pruned[1].bias is None
+
+
+def test_flagged_labels_default_threshold_is_2():
+    # median 53 and MAD 5 whatever the last norm (as long as it is the smallest): index
+    # (53 - L) / (1.4826 * 5)
+    norms = [50.0, 55.0, 60.0, 45.0, 52.0, 58.0, 48.0, 62.0, 54.0]
+    assert backdoor.flagged_labels([*norms, 35.0]).tolist() == [9]  # index 18 / 7.413 = 2.43
+    assert backdoor.flagged_labels([*norms, 40.0]).tolist() == []  # index 13 / 7.413 = 1.75
+    assert backdoor.flagged_labels([*norms, 35.0], threshold=2.5).tolist() == []
+
+
+def test_prune_neurons_refuses_negative_neurons():
+    # -1 would silently prune the last neuron
+    _raises(ValueError, r"^neurons must hold values >= 0, got minimum -1$",
+            backdoor.prune_neurons, _hand_net(), [-1])
+    _raises(ValueError, r"^neurons must hold values <= 2, got maximum 3$",
+            backdoor.prune_neurons, _hand_net(), [3])
+    _raises(TypeError, r"^model must be a torch.nn.Module, got str$",
+            backdoor.prune_neurons, "net", [0])
+
+
+def test_tanh_parametrisation_round_trip_and_clamp():
+    v = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    torch.testing.assert_close(backdoor._to_unit(backdoor._from_unit(v)), v, rtol=0, atol=1e-12)
+    torch.testing.assert_close(backdoor._to_unit(torch.tensor([0.0, 1.0, -1.0])),
+                               torch.tensor([0.5, (np.tanh(1) + 1) / 2, (1 - np.tanh(1)) / 2],
+                                            dtype=torch.float32),
+                               rtol=0, atol=1e-6)
+    # 0 and 1 are clamped to 2 v - 1 = -+(1 - 1e-6): atanh(1 - 1e-6) = ln((2 - 1e-6) / 1e-6) / 2
+    edge = 0.5 * np.log((2 - 1e-6) / 1e-6)  # 7.254
+    ends = backdoor._from_unit(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(ends, torch.tensor([-edge, edge], dtype=torch.float64),
+                               rtol=1e-9, atol=0)
