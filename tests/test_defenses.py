@@ -382,10 +382,10 @@ def test_binomial_test_against_hand_computed_sums():
         defenses._binomial_test(np.array([1, 2]), np.array([3]))
 
 
-def test_smoothed_predict_against_counts_and_scipy(monkeypatch):
-    """PREDICT from the same seeded counts by hand: the two largest counts, scipy's two-sided
-    binomtest at p = 1/2, abstain (-1) when the p-value exceeds alpha. Pixel 0.55 (P(class 1)
-    = Phi(0.2) = 0.58): about half the images abstain at n = 100, alpha 0.05."""
+@pytest.fixture
+def counts_spy(monkeypatch):
+    """defenses.smoothed_counts behind a spy: returns (calls, the real function), where calls
+    records (n, keyword arguments) of every call the code under test makes."""
     calls = []
     real = defenses.smoothed_counts
 
@@ -394,6 +394,14 @@ def test_smoothed_predict_against_counts_and_scipy(monkeypatch):
         return real(model, x, sigma, n, **kwargs)
 
     monkeypatch.setattr(defenses, "smoothed_counts", spy)
+    return calls, real
+
+
+def test_smoothed_predict_against_counts_and_scipy(counts_spy):
+    """PREDICT from the same seeded counts by hand: the two largest counts, scipy's two-sided
+    binomtest at p = 1/2, abstain (-1) when the p-value exceeds alpha. Pixel 0.55 (P(class 1)
+    = Phi(0.2) = 0.58): about half the images abstain at n = 100, alpha 0.05."""
+    calls, real = counts_spy
     x = torch.full((30, 1, 2, 2), 0.55)
     pred = defenses.smoothed_predict(PixelThreshold(), x, 0.25, 100, 0.05, batch_size=7, seed=2)
     assert [(n, kw["batch_size"]) for n, kw in calls] == [(100, 7)]
@@ -419,18 +427,11 @@ def test_smoothed_predict_keeps_a_p_value_equal_to_alpha():
                                      0.999 * 2.0**-9).tolist() == [-1, -1]
 
 
-def test_certify_against_seeded_counts_and_scipy_clopper_pearson(monkeypatch):
+def test_certify_against_seeded_counts_and_scipy_clopper_pearson(counts_spy):
     """c_hat from the first n0 draws, n_A from the next n draws of the same generator; the
     lower bound from scipy's exact (Clopper-Pearson) two-sided interval at level 1 - 2 alpha,
     whose lower end is the one-sided bound at 1 - alpha; R = sigma * Phi^-1(p_lower)."""
-    calls = []
-    real = defenses.smoothed_counts
-
-    def spy(model, x, sigma, n, **kwargs):
-        calls.append((n, kwargs))
-        return real(model, x, sigma, n, **kwargs)
-
-    monkeypatch.setattr(defenses, "smoothed_counts", spy)
+    calls, real = counts_spy
     x = torch.tensor([0.55, 0.6, 0.7, 0.45, 0.3, 0.5]).view(6, 1, 1, 1).expand(6, 1, 3, 3)
     x = x.contiguous()
     labels, radii = defenses.certify(PixelThreshold(), x, 0.25, 16, 200, 0.01, batch_size=7,

@@ -73,6 +73,13 @@ def _fresh_cnn(seed: int = 0) -> nn.Module:
     return models.MnistCNN()
 
 
+def _is_fresh_cnn(model: nn.Module, seed: int) -> bool:
+    """``model`` has the initial weights of an MnistCNN built after ``manual_seed(seed)``."""
+    return all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 _fresh_cnn(seed).state_dict().values(),
+                                                 strict=True))
+
+
 def _same_order(loader, x, y, batch_size, seed) -> bool:
     """The loader yields the batches of tensor_loader(x, y, batch_size, seed=seed)."""
     ref = data.tensor_loader(x, y, batch_size=batch_size, seed=seed)
@@ -107,9 +114,7 @@ def test_adversarial_models_hand_the_recipe_to_the_training_loop(
     # change its weights), returned in eval mode
     assert call["model"] is model
     assert not model.training
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 _fresh_cnn(0).state_dict().values(),
-                                                 strict=True))
+    assert _is_fresh_cnn(model, 0)
     x, y = fake["data"]["train"]
     loader = call["loader"]
     assert loader.batch_size == 128
@@ -240,9 +245,7 @@ def test_teacher_trains_on_hard_labels_at_temperature(fake, tmp_path):
     x, y = fake["data"]["train"]
     assert call["model"] is model
     assert not model.training
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 _fresh_cnn(0).state_dict().values(),
-                                                 strict=True))
+    assert _is_fresh_cnn(model, 0)
     assert call["loader"].dataset.tensors[0] is x
     assert torch.equal(call["loader"].dataset.tensors[1], y)  # hard labels
     assert call["loader"].batch_size == 128
@@ -327,9 +330,7 @@ def test_noise_training_adds_seeded_gaussian_noise(fake, tmp_path):
     x, y = fake["data"]["train"]
     assert call["model"] is model
     assert not model.training
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 _fresh_cnn(0).state_dict().values(),
-                                                 strict=True))
+    assert _is_fresh_cnn(model, 0)
     assert call["loader"].dataset.tensors[0] is x
     assert call["loader"].dataset.tensors[1] is y
     assert call["loader"].batch_size == 128

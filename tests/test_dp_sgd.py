@@ -349,18 +349,21 @@ def test_clipped_sum_equals_clip_then_sum():
         torch.testing.assert_close(got[k], g.sum(0))
 
 
+class _Twice(nn.Module):
+    """One nn.Linear called twice in a forward pass (the layer hooks cannot split it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.fc(x)))
+
+
 def test_hooks_refuse_a_layer_used_twice():
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.fc(torch.tanh(self.fc(x)))
-
     with pytest.raises(ValueError, match=r"^layer 'fc' is called twice in one forward pass"):
-        dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
-    got = dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]),
+        dp_sgd.per_sample_gradients(_Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    got = dp_sgd.per_sample_gradients(_Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]),
                                       method="vmap")
     assert got["fc.weight"].shape == (3, 4, 4)
 
@@ -429,18 +432,10 @@ def test_a_top_level_linear_layer_names_its_parameters_plainly():
 
 
 def test_layer_used_twice_message_names_the_layer_and_the_way_out():
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.fc(torch.tanh(self.fc(x)))
-
     with pytest.raises(ValueError, match=r"^layer 'fc' is called twice in one forward pass; "
                                          r"per-example gradients by hooks need each layer once: "
                                          r"use method='vmap'$"):
-        dp_sgd.per_sample_gradients(Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
+        dp_sgd.per_sample_gradients(_Twice(), torch.randn(3, 4), torch.tensor([0, 1, 2]))
 
 
 def test_clipping_leaves_tiny_and_zero_gradients_alone():
