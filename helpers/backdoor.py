@@ -118,6 +118,9 @@ def poison(x: torch.Tensor, y: torch.Tensor, rate: float, *, target: int = TARGE
     generator = checks.torch_generator(seed)
     n_poison = round(rate * x.shape[0])
     index = torch.randperm(x.shape[0], generator=generator)[:n_poison].sort().values
+    # (mutation testing, equivalent on the CPU: .to(None) keeps the index where it is, and torch
+    # indexes a tensor on any device with a CPU index; only the returned index's device would
+    # differ, on a GPU, which the tests cannot use: checks.images reads values, so no meta device)
     index = index.to(x.device)
     x_p, y_p = x.clone(), y.clone()
     if n_poison:
@@ -442,7 +445,11 @@ def flagged_labels(norms, threshold: float = 2.0) -> np.ndarray:
     to reach. Returns an int64 array, possibly empty."""
     threshold = checks.real(threshold, "threshold", low=0)
     index = anomaly_index(norms)
+    # (mutation testing, equivalent: without dtype=np.float64 the norms keep the real dtype that
+    # checks.array accepted, and their order and median test are the same, bar last-bit ties)
     norms = np.asarray(norms, dtype=np.float64)
+    # (mutation testing, equivalent: norms <= median flags nothing more, since a norm equal to
+    # the median has index 0, which is never > threshold >= 0)
     return np.flatnonzero((norms < np.median(norms)) & (index > threshold)).astype(np.int64)
 
 
@@ -471,6 +478,8 @@ def _shifted(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """``t`` (..., H, W) moved down by ``dy`` and right by ``dx`` pixels, zeros shifted in."""
     out = torch.zeros_like(t)
     h, w = t.shape[-2:]
+    # (mutation testing, equivalent: min(d, 1) for min(d, 0) changes a slice end only when d > 0,
+    # to h + 1 or w + 1, and a slice end past the edge is clipped to it: the same slice)
     out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
         t[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
     return out
@@ -614,6 +623,8 @@ def prune_neurons(model: torch.nn.Module, neurons) -> torch.nn.Module:
     pruned = copy.deepcopy(model)
     target = _penultimate_linear(pruned)
     with torch.no_grad():
+        # (mutation testing, equivalent: an index on the CPU (device=None) indexes a weight on
+        # any device, so where the index is made does not change the pruned weights)
         index = torch.as_tensor(neurons, device=target.weight.device)
         target.weight[index] = 0.0
         if target.bias is not None:

@@ -939,3 +939,9 @@ def test_tanh_parametrisation_round_trip_and_clamp():
     ends = backdoor._from_unit(torch.tensor([0.0, 1.0], dtype=torch.float64))
     torch.testing.assert_close(ends, torch.tensor([-edge, edge], dtype=torch.float64),
                                rtol=1e-9, atol=0)
+
+
+def test_flagged_labels_index_equal_to_the_threshold_is_not_flagged():
+    # norms 1, 2, 4: median 2, MAD 1, the first index is exactly 1 / 1.4826
+    assert backdoor.flagged_labels([1.0, 2.0, 4.0], threshold=1 / 1.4826).tolist() == []
+    assert backdoor.flagged_labels([1.0, 2.0, 4.0], threshold=0.99 / 1.4826).tolist() == [0]
