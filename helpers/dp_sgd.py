@@ -453,7 +453,8 @@ def roc_summary(scores_in, scores_out, fpr_at: float = 0.01) -> dict:
     AUC (probability a random member outscores a random non-member, ties half: the
     Mann-Whitney statistic), TPR at FPR ``fpr_at`` (largest TPR whose FPR <= ``fpr_at``) and
     the curve (``fpr``, ``tpr`` arrays) for plotting (Carlini et al. 2022 ask for log axes)."""
-    # (mutation testing, equivalent: checks.array reads finite= as a truth value; None is False)
+    # (mutation testing, equivalent here and on the next line: checks.array reads finite= as a
+    # truth value, and None is falsy like False)
     s_in = checks.array(scores_in, "scores_in", ndim=1, finite=False)
     s_out = checks.array(scores_out, "scores_out", ndim=1, finite=False)
     fpr_at = checks.fraction(fpr_at, "fpr_at")
