@@ -331,6 +331,8 @@ def test_cleansed_cnn_unlearns_the_first_flagged_label_with_the_settings(
 
     monkeypatch.setattr(backdoor, "neural_cleanse", neural_cleanse)
     monkeypatch.setattr(backdoor, "unlearn", unlearn)
+    # an explicit device is used as it is: runtime.device() (here meta) is not asked
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("meta"))
     model = backdoor.cleansed_cnn("cpu")
     assert calls["backdoored"] == [torch.device("cpu")]
     ((model_nc, x_nc, kw_nc),) = calls["nc"]
