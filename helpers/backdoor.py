@@ -111,6 +111,8 @@ def poison(x: torch.Tensor, y: torch.Tensor, rate: float, *, target: int = TARGE
     poisoned examples (sorted). Exactly ``round(rate * N)`` examples change; the rest are
     untouched.
     """
+    # (mutation testing, equivalent: leaving out the names "x" and "y" gives the checks' own
+    # default names, the same "x" and "y")
     x = checks.images(x, "x")
     y = checks.torch_labels(y, "y", n=x.shape[0])
     rate = checks.fraction(rate, "rate")
