@@ -81,6 +81,8 @@ def _check_trigger(mask, pattern, x: torch.Tensor) -> tuple[torch.Tensor, torch.
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
                             f"{type(t).__name__}")
         if t.ndim not in (2, 3, 4) or tuple(t.shape[-2:]) != tuple(x.shape[-2:]):
+            # (mutation testing, equivalent: x.shape[+2:] for x.shape[-2:] in the message, since
+            # x is always (N, C, H, W) here: checks.images refuses any other shape)
             raise ValueError(f"{name} must be shaped (H, W), (C, H, W) or (N, C, H, W) with "
                              f"H, W = {tuple(x.shape[-2:])}, got {tuple(t.shape)}")
         if t.numel() and (not bool(torch.isfinite(t).all()) or float(t.min()) < 0
@@ -96,6 +98,7 @@ def stamp(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torch.T
     exactly as they were, and stamping twice equals stamping once for a binary mask. Returns a
     new tensor on ``x``'s device and dtype.
     """
+    # (mutation testing, equivalent: leaving out the name "x" gives the check's default, "x")
     x = checks.images(x, "x", allow_empty=True)
     mask, pattern = _check_trigger(mask, pattern, x)
     return (1.0 - mask) * x + mask * pattern

@@ -947,3 +947,14 @@ def test_flagged_labels_index_equal_to_the_threshold_is_not_flagged():
     # norms 1, 2, 4: median 2, MAD 1, the first index is exactly 1 / 1.4826
     assert backdoor.flagged_labels([1.0, 2.0, 4.0], threshold=1 / 1.4826).tolist() == []
     assert backdoor.flagged_labels([1.0, 2.0, 4.0], threshold=0.99 / 1.4826).tolist() == [0]
+
+
+def test_stamp_returns_x_dtype_whatever_the_trigger_dtype():
+    """A float64 trigger on float32 images gives float32 (the trigger is cast to x's dtype, not
+    x promoted to the trigger's)."""
+    x = torch.rand(2, 1, 28, 28)
+    mask, pattern = (t.double() for t in backdoor.TRIGGER)
+    out = backdoor.stamp(x, mask, 0.5 * pattern)
+    assert out.dtype == torch.float32
+    assert bool(out[:, :, 23:27, 23:27].eq(0.5).all())
+    assert torch.equal(out[:, :, :23], x[:, :, :23])
