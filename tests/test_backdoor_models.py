@@ -691,6 +691,8 @@ def _double_hand_net() -> nn.Module:
     (0.1, 0.5, 0.99, 1),  # two labels never reach the threshold: their last mask is kept
     (0.3, 0.5, 0.99, 0),  # a label's mask grows again after its best epoch
     (0.1, 0.5, 0.5, 1),  # five epochs of success exactly 0.5 (4 of 8) count as reaching it
+    (10.0, 0.01, 0.5, 1),  # lr 10 saturates the tanh and repeats norms exactly: of epochs with
+                           # equally small norms, the first is kept
 ])
 def test_neural_cleanse_equals_a_one_label_at_a_time_reference(lr, init_cost, threshold, seed):
     """Float64, 6 images of 2x2 pixels, 6 epochs of 2 batches of 4, patience 2: the history
@@ -722,7 +724,7 @@ def test_neural_cleanse_equals_a_one_label_at_a_time_reference(lr, init_cost, th
 
 
 def test_neural_cleanse_defaults_are_the_papers_settings(monkeypatch):
-    """Left out, the settings are 20 epochs of 10 batches of 32 (here all 6 images), lr 0.1,
+    """Left out, the settings are 20 epochs of 10 batches of 32 (of 40 images), lr 0.1,
     lambda 1e-3, threshold 0.99, patience 5, multiplier 1.5, seed 0, every label, and a
     progress bar of 200 steps."""
     bars = []
@@ -740,7 +742,7 @@ def test_neural_cleanse_defaults_are_the_papers_settings(monkeypatch):
 
     monkeypatch.setattr(backdoor, "tqdm", Bar)
     net = _double_hand_net()
-    x = _hand_images([0.2, 0.8, 0.2, 0.8, 0.5, 0.3], 6).double()
+    x = _hand_images(torch.linspace(0, 1, 40).tolist(), 6).double()
     found = backdoor.neural_cleanse(net, x)
     history, masks, _, reached = _reference_cleanse(
         net, x, [0, 1, 2], epochs=20, batches=10, batch_size=32, lr=0.1, init_cost=1e-3,
@@ -857,15 +859,18 @@ def test_shifted_moves_with_zero_fill():
 # --------------------------------------------------------------------------------------------
 
 class _ModeSpy(nn.Module):
-    """Identity that records the mode it runs in."""
+    """Multiplication by a parameter equal to 1 that records the mode it runs in and whether
+    its parameter requires a gradient."""
 
     def __init__(self):
         super().__init__()
-        self.modes = []
+        self.one = nn.Parameter(torch.ones(()))
+        self.modes, self.grads = [], []
 
     def forward(self, x):
         self.modes.append(self.training)
-        return x
+        self.grads.append(self.one.requires_grad)
+        return x * self.one
 
 
 def test_neural_cleanse_restores_frozen_parameters_gradients_and_mode():
@@ -879,7 +884,10 @@ def test_neural_cleanse_restores_frozen_parameters_gradients_and_mode():
     assert model.training
     # eval mode throughout: the class count, 2 batches, the final success of each label
     assert spy.modes == [False] * 6
-    assert [p.requires_grad for p in model.parameters()] == [True, True, True, False]
+    # the parameters are frozen for the optimisation and the final success (the class count is
+    # taken before, under torch.no_grad)
+    assert spy.grads == [True] + [False] * 5
+    assert [p.requires_grad for p in model.parameters()] == [True, True, True, True, False]
     assert all(p.grad is None for p in model.parameters())
 
 
