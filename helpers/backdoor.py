@@ -80,9 +80,9 @@ def _check_trigger(mask, pattern, x: torch.Tensor) -> tuple[torch.Tensor, torch.
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
                             f"{type(t).__name__}")
+        # (mutation testing, equivalent: x.shape[+2:] for x.shape[-2:], in the test and the
+        # message, since x is always (N, C, H, W) here: checks.images refuses any other shape)
         if t.ndim not in (2, 3, 4) or tuple(t.shape[-2:]) != tuple(x.shape[-2:]):
-            # (mutation testing, equivalent: x.shape[+2:] for x.shape[-2:] in the message, since
-            # x is always (N, C, H, W) here: checks.images refuses any other shape)
             raise ValueError(f"{name} must be shaped (H, W), (C, H, W) or (N, C, H, W) with "
                              f"H, W = {tuple(x.shape[-2:])}, got {tuple(t.shape)}")
         if t.numel() and (not bool(torch.isfinite(t).all()) or float(t.min()) < 0
@@ -315,6 +315,7 @@ def neural_cleanse(model: torch.nn.Module, x_clean: torch.Tensor, *, labels=None
     model.eval()
     try:
         with torch.no_grad():
+            # (mutation testing, equivalent: x_clean[:2] gives the same number of classes)
             num_classes = model(x_clean[:1]).shape[1]
         if labels is None:
             labels = np.arange(num_classes)
@@ -327,6 +328,8 @@ def neural_cleanse(model: torch.nn.Module, x_clean: torch.Tensor, *, labels=None
                                    batch_size, lr, init_cost, success_threshold, patience,
                                    cost_multiplier, generator, progress, dev, dtype)
     finally:
+        # (mutation testing, equivalent: strict=False or left out, since flags was read from the
+        # same parameters, so the lengths always match)
         for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
             p.grad = None
@@ -339,12 +342,17 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
                       dtype) -> ReversedTriggers:
     """The optimisation loop of :func:`neural_cleanse` (arguments already checked)."""
     k, (n, c, h, w) = len(labels), x_clean.shape
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device for the
+    # tensors made on dev (x_clean's device) puts them on the CPU, where x_clean is in every
+    # test; on a GPU the mix would fail at once. The tests cannot use another device: checks.images
+    # reads the values, so a meta tensor is refused)
     target = torch.as_tensor(labels, device=dev)
     init = torch.rand(k, 1 + c, h, w, generator=generator).to(device=dev, dtype=dtype)
     mask_raw = _from_unit(init[:, :1]).requires_grad_(True)
     pattern_raw = _from_unit(init[:, 1:]).requires_grad_(True)
     opt = torch.optim.Adam([mask_raw, pattern_raw], lr=lr, betas=(0.5, 0.9))
     cost = torch.full((k,), init_cost, device=dev, dtype=dtype)
+    # (mutation testing, equivalent: up and down count epochs, exactly in a float dtype too)
     up = torch.zeros(k, dtype=torch.long, device=dev)
     down = torch.zeros_like(up)
     best_norm = torch.full((k,), float("inf"), device=dev, dtype=dtype)
@@ -365,6 +373,8 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
             logits = model(stamped.view(-1, c, h, w))
             # mean CE per label (the mean over its b images) = sum over all / b
             ce = F.cross_entropy(logits, target_rep, reduction="sum") / b
+            # (mutation testing, equivalent: zeroed instead of None gradients give Adam the same
+            # steps)
             opt.zero_grad(set_to_none=True)
             (ce + (cost * mask.sum((1, 2, 3))).sum()).backward()
             opt.step()
@@ -383,6 +393,8 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
             cost = torch.where(up >= patience, cost * multiplier, cost)
             cost = torch.where(down >= patience, cost / multiplier ** 1.5, cost)
             up, down = torch.where(up >= patience, 0, up), torch.where(down >= patience, 0, down)
+        # (mutation testing, equivalent: strict=False or left out, since the five lists all have
+        # one entry per label)
         rows += [{"epoch": epoch, "label": int(t), "success": float(s), "l1_norm": float(m),
                   "lambda": float(lam), "best_l1_norm": float(b)}
                  for t, s, m, lam, b in zip(labels, success.tolist(), norm.tolist(),
