@@ -528,17 +528,27 @@ def unlearn(model: torch.nn.Module, x_clean: torch.Tensor, y_clean: torch.Tensor
     epochs = checks.integer(epochs, "epochs", low=1)
     lr = checks.real(lr, "lr", low=0, low_open=True)
     schedule = checks.choice(schedule, "schedule", (None, "onecycle"))
+    # (mutation testing, equivalent: without low=1 data.tensor_loader refuses batch_size < 1
+    # with the same message, before any training)
     batch_size = checks.integer(batch_size, "batch_size", low=1)
     mask, pattern = _check_trigger(mask, pattern, x_clean)
+    # (mutation testing, equivalent: x_clean.shape[+2:] is x_clean.shape[-2:] for (N, C, H, W))
     shift = checks.integer(shift, "shift", low=0, high=min(x_clean.shape[-2:]) - 1)
     generator = checks.torch_generator(seed)
     n_stamp = round(stamp_fraction * len(x_clean))
+    # (mutation testing, equivalent on the CPU: .to(None) keeps the index on the CPU, and a CPU
+    # index indexes a tensor on any device)
     index = torch.randperm(len(x_clean), generator=generator)[:n_stamp].to(x_clean.device)
     order_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     x_train = x_clean.clone()
+    # (mutation testing, equivalent: `n_stamp or shift` only adds the case n_stamp = 0, where no
+    # offsets are drawn and nothing is stamped, and shift = 0, where every offset is (0, 0),
+    # the unshifted trigger, drawn after the loader's seed)
     if n_stamp and shift:
         offsets = torch.randint(-shift, shift + 1, (n_stamp, 2), generator=generator)
         for dy, dx in torch.unique(offsets, dim=0).tolist():
+            # (mutation testing, equivalent on the CPU: .to(None) leaves the boolean mask with the
+            # offsets, on the CPU, and a CPU mask indexes an index tensor on any device)
             rows = index[(offsets == torch.tensor([dy, dx])).all(1).to(index.device)]
             x_train[rows] = stamp(x_clean[rows], _shifted(mask, dy, dx),
                                   _shifted(pattern, dy, dx))
