@@ -355,6 +355,8 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
     # (mutation testing, equivalent: up and down count epochs, exactly in a float dtype too)
     up = torch.zeros(k, dtype=torch.long, device=dev)
     down = torch.zeros_like(up)
+    # (mutation testing, equivalent: float("INF") is inf too; and without dtype=dtype the start,
+    # inf, is exact in float32 as well, and torch.where promotes it to the norms' dtype at once)
     best_norm = torch.full((k,), float("inf"), device=dev, dtype=dtype)
     best_mask = _to_unit(mask_raw).detach().clone()
     best_pattern = _to_unit(pattern_raw).detach().clone()
