@@ -387,6 +387,9 @@ def _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch, batch_s
             success /= batches_per_epoch
             mask, pattern = _to_unit(mask_raw), _to_unit(pattern_raw)
             norm = mask.sum((1, 2, 3))
+            # (mutation testing, equivalent in practice: norm <= best_norm differs only when two
+            # epochs have bit-identical norms, which takes a saturated tanh, and then their masks
+            # and patterns agree too: 6e-17 apart in a test run with lr 10)
             better = (success >= threshold) & (norm < best_norm)
             best_norm = torch.where(better, norm, best_norm)
             best_mask[better], best_pattern[better] = mask[better], pattern[better]

@@ -691,8 +691,7 @@ def _double_hand_net() -> nn.Module:
     (0.1, 0.5, 0.99, 1),  # two labels never reach the threshold: their last mask is kept
     (0.3, 0.5, 0.99, 0),  # a label's mask grows again after its best epoch
     (0.1, 0.5, 0.5, 1),  # five epochs of success exactly 0.5 (4 of 8) count as reaching it
-    (10.0, 0.01, 0.5, 1),  # lr 10 saturates the tanh and repeats norms exactly: of epochs with
-                           # equally small norms, the first is kept
+    (10.0, 0.01, 0.5, 1),  # lr 10 saturates the tanh: masks of exactly 0 or 1, norms repeated
 ])
 def test_neural_cleanse_equals_a_one_label_at_a_time_reference(lr, init_cost, threshold, seed):
     """Float64, 6 images of 2x2 pixels, 6 epochs of 2 batches of 4, patience 2: the history
