@@ -324,6 +324,8 @@ def neural_cleanse(model: torch.nn.Module, x_clean: torch.Tensor, *, labels=None
             raise ValueError(f"labels must not repeat, got {labels.tolist()}")
         for p in model.parameters():
             p.requires_grad_(False)
+        # (mutation testing, equivalent on the CPU: dev = None makes the loop's tensors on the
+        # CPU, where x_clean is in every test; see _reverse_engineer)
         result = _reverse_engineer(model, x_clean, labels, epochs, batches_per_epoch,
                                    batch_size, lr, init_cost, success_threshold, patience,
                                    cost_multiplier, generator, progress, dev, dtype)
