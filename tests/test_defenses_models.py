@@ -86,6 +86,17 @@ def _same_order(loader, x, y, batch_size, seed) -> bool:
     return all(torch.equal(a[1], b[1]) for a, b in zip(loader, ref, strict=True))
 
 
+def _check_training_call(call, model, x, y) -> None:
+    """The spy was handed ``model`` itself (fresh MnistCNN weights of seed 0, returned in eval
+    mode) and a loader over the images ``x`` in batches of 128 in tensor_loader's seed-0 order."""
+    assert call["model"] is model
+    assert not model.training
+    assert _is_fresh_cnn(model, 0)
+    assert call["loader"].dataset.tensors[0] is x
+    assert call["loader"].batch_size == 128
+    assert _same_order(call["loader"], x, y, 128, 0)
+
+
 def _check_cached(name, config, tmp_path, record=RECORD):
     """The weights sit under <name>-<hash of config and "version:hw3-v2">.pt, the training
     record under <name>-<hash of config>.record.json, and training_record reads it back."""
@@ -243,13 +254,8 @@ def test_teacher_trains_on_hard_labels_at_temperature(fake, tmp_path):
     assert fake["mnist"] == [("train", 10000)]
     (call,) = fake["train"]
     x, y = fake["data"]["train"]
-    assert call["model"] is model
-    assert not model.training
-    assert _is_fresh_cnn(model, 0)
-    assert call["loader"].dataset.tensors[0] is x
+    _check_training_call(call, model, x, y)
     assert torch.equal(call["loader"].dataset.tensors[1], y)  # hard labels
-    assert call["loader"].batch_size == 128
-    assert _same_order(call["loader"], x, y, 128, 0)
     assert call["epochs"] == 1
     assert {k: call[k] for k in ("lr", "optimizer", "schedule", "desc")} == {
         "lr": 3e-3, "optimizer": "adam", "schedule": "onecycle", "desc": "teacher T=8"}
@@ -328,13 +334,8 @@ def test_noise_training_adds_seeded_gaussian_noise(fake, tmp_path):
     assert fake["mnist"] == [("train", 20000)]
     (call,) = fake["train"]
     x, y = fake["data"]["train"]
-    assert call["model"] is model
-    assert not model.training
-    assert _is_fresh_cnn(model, 0)
-    assert call["loader"].dataset.tensors[0] is x
+    _check_training_call(call, model, x, y)
     assert call["loader"].dataset.tensors[1] is y
-    assert call["loader"].batch_size == 128
-    assert _same_order(call["loader"], x, y, 128, 0)
     assert call["epochs"] == 1
     assert {k: call[k] for k in ("lr", "optimizer", "schedule", "desc")} == {
         "lr": 3e-3, "optimizer": "adam", "schedule": "onecycle",
