@@ -462,7 +462,11 @@ def test_deepfool_respects_max_iter(problem):
 # ------------------------------------------------------------------ universal perturbations
 
 
-@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("linf", 0.3), ("l2", 2.0)])
+# L2 radius 4.0, not 2.0: at 2.0 the toy model is fooled on 1-2 % of the test images, and
+# whether that clears noise + 0.05 depended on the CPU's float rounding (it failed on one
+# machine's kernels and passed on another's); at 4.0 the perturbation fools about 76 % and the
+# noise 0 % on either.
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("linf", 0.3), ("l2", 4.0)])
 def test_universal_perturbation_shape_ball_and_effect(problem, norm, eps):
     model, x_test, _, x_train = problem
     v, history = attacks.universal_perturbation(
