@@ -74,6 +74,8 @@ CODE_VERSION = "hw3-v2"  # v2: the per-epoch probe keeps each example's first fo
 # --------------------------------------------------------------------------------------------
 
 
+# (mutation testing, equivalent: a default ramp_batches of 1 scales eps by min(1, calls / 1),
+# which is 1 from the first call on, the same as no ramp)
 def adversarial_perturbation(kind: str, eps: float, *, alpha: float | None = None,
                              steps: int = 1, ramp_batches: int = 0,
                              seed: int | torch.Generator | None = None) -> Callable:
@@ -173,7 +175,12 @@ def _cached_cnn(name: str, config: dict, fit: Callable[[nn.Module], dict],
     def train_fn(m: nn.Module) -> None:
         record = fit(m)
         path = _record_path(name, config)
+        # (mutation testing, equivalent: parents=False or left out, since the parent of models/ is
+        # runtime.cache_dir(), which creates itself, and train_or_load made models/ before calling
+        # train_fn)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # (mutation testing, equivalent: another indent or none only changes the layout of the file,
+        # which training_record reads back with json.loads)
         runtime.atomic_write(path, json.dumps(record, indent=1) + "\n")
 
     return models.train_or_load(name, config, model, train_fn, version=CODE_VERSION)
@@ -319,6 +326,7 @@ def input_gradient_zero_share(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     attacks on the cross-entropy (FGSM, PGD-CE) cannot move (Carlini, Wagner 2016)."""
     model = checks.module(model)
     x = checks.images(x)
+    # (mutation testing, equivalent: leaving out the name "y" gives the check's default, "y")
     y = checks.torch_labels(y, "y", n=x.shape[0], device=x.device)
     was = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -361,6 +369,9 @@ class MedianSmoothing(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.size
         lo, hi = (k - 1) // 2, k // 2
+        # (mutation testing, equivalent: padding when k == 1 too (k >= 1, or always) pads by
+        # (0, 0, 0, 0), a copy of x with the same values in every dtype, and the median's gradient
+        # flows through that pad unchanged)
         padded = F.pad(x, (lo, hi, lo, hi), mode="reflect") if k > 1 else x
         windows = padded.unfold(2, k, 1).unfold(3, k, 1)
         return windows.reshape(*windows.shape[:4], k * k).median(dim=-1).values
@@ -454,6 +465,8 @@ def smoothed_counts(model: nn.Module, x: torch.Tensor, sigma: float, n: int, *,
 
 def _binomial_test(k: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Two-sided exact binomial p-value of k successes in n trials against p = 1/2."""
+    # (mutation testing, equivalent: p = 0.5 left out is binomtest's default p; b > 1 for b > 0
+    # differs only for b == 1, where a is 0 or 1 and the two-sided p-value is exactly 1.0 too)
     return np.array([stats.binomtest(int(a), int(b), 0.5).pvalue if b > 0 else 1.0
                      for a, b in zip(k, n, strict=True)])
 
@@ -467,6 +480,9 @@ def smoothed_predict(model: nn.Module, x: torch.Tensor, sigma: float, n: int, al
     n = checks.integer(n, "n", low=1)
     alpha = checks.fraction(alpha, "alpha", open_low=True, open_high=True)
     counts = smoothed_counts(model, x, sigma, n, batch_size=batch_size, seed=seed)
+    # (mutation testing, equivalent: dim left out is dim=-1, the same axis of the 2-D counts;
+    # topk(3) has the same first two values, and its top index differs from topk(2)'s only in
+    # a tie n_A == n_B, where the p-value is exactly 1 > alpha, so the prediction is -1 anyway)
     top2 = counts.topk(2, dim=1)
     na, nb = top2.values[:, 0].numpy(), top2.values[:, 1].numpy()
     p = _binomial_test(na, na + nb)
@@ -498,14 +514,22 @@ def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int, n: int, al
     alpha = checks.fraction(alpha, "alpha", open_low=True, open_high=True)
     generator = checks.torch_generator(seed)
     if generator is None:
+        # (mutation testing, equivalent: randint(2**31, ...) is randint(0, 2**31, ...); another
+        # range (1, 2**31), (0, 2 * 31), (0, 3**31), (0, 2**32) draws another seed from torch's
+        # global generator, still reproducible under torch.manual_seed: which seed is not part of
+        # the behaviour, and 2 * 31 = 62 possible seeds would only weaken the randomness)
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
     c_hat = smoothed_counts(model, x, sigma, n0, batch_size=batch_size,
                             seed=generator).argmax(1)
     counts = smoothed_counts(model, x, sigma, n, batch_size=batch_size, seed=generator)
     n_a = counts.gather(1, c_hat[:, None]).squeeze(1).numpy()
     p_lower = np.where(n_a > 0, stats.beta.ppf(alpha, np.maximum(n_a, 1), n - n_a + 1), 0.0)
+    # (mutation testing, equivalent: p_lower >= 0.5 differs only at exactly 1/2, where the radius
+    # is sigma * Phi^-1(1/2) = sigma * 0.0 = 0.0 as well (the label has its own > 0.5); without the
+    # clip Phi^-1 of a p_lower < 1/2 is a negative number or -inf (no warning) that np.where drops)
     radius = np.where(p_lower > 0.5, sigma * stats.norm.ppf(np.clip(p_lower, 0.5, None)), 0.0)
     labels = torch.where(torch.from_numpy(p_lower > 0.5), c_hat, torch.full_like(c_hat, -1))
+    # (mutation testing, equivalent: astype(None) is astype(float64))
     return labels, torch.from_numpy(radius.astype(np.float64))
 
 
@@ -513,6 +537,7 @@ def certified_accuracy(labels: torch.Tensor, radii: torch.Tensor, y: torch.Tenso
                        radius: float) -> float:
     """Share of examples certified correct at L2 radius r: label = y and certified radius
     >= r (Cohen et al. 2019, "approximate certified test accuracy")."""
+    # (mutation testing, equivalent: leaving out the name "y" gives the check's default, "y")
     y = checks.torch_labels(y, "y", n=len(labels), device=torch.device("cpu"))
     radius = checks.real(radius, "radius", low=0.0)
     ok = (labels.cpu() == y) & (radii.cpu() >= radius)
@@ -532,6 +557,8 @@ def noise_trained_cnn(sigma: float, device=None) -> nn.Module:
     """Base classifier for randomized smoothing: MnistCNN trained on :math:`x + \\sigma
     \\varepsilon`, :math:`\\varepsilon \\sim N(0, I)` (Cohen et al. 2019 train with the same
     noise they certify with; :data:`NOISE_CONFIG`)."""
+    # (mutation testing, equivalent: without low=0.0 a sigma <= 0 is refused on the next line
+    # by noise_config, with the same check and message)
     sigma = checks.real(sigma, "sigma", low=0.0, low_open=True)
     config = noise_config(sigma)
 

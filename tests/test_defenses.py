@@ -237,6 +237,9 @@ BAD = [
      r"^alpha must be a number > 0 and < 1"),
     (lambda: defenses.smoothed_predict(Constant(), _grey(1), 0.25, 0, 0.1), ValueError,
      r"^n must be an integer >= 1"),
+    # n is checked before alpha (not only later, by smoothed_counts)
+    (lambda: defenses.smoothed_predict(Constant(), _grey(1), 0.25, 0, 0.0), ValueError,
+     r"^n must be an integer >= 1"),
     (lambda: defenses.soft_labels(torch.zeros(2, 3), 0.0), ValueError,
      r"^temperature must be a number > 0"),
     (lambda: defenses.soft_labels(torch.zeros(2, 3), -1.0), ValueError,
@@ -268,6 +271,9 @@ BAD = [
      r"^epochs must be an integer >= 1"),
     (lambda: defenses.train_with_probe(_net(), [], 1, probe=3), TypeError,
      r"^probe must be None or a callable probe\(model\) -> number$"),
+    # epochs is checked first (not only later, by models.train)
+    (lambda: defenses.train_with_probe(_net(), [], 0, probe=3), ValueError,
+     r"^epochs must be an integer >= 1"),
     (lambda: defenses.input_gradient_zero_share(_net(), _grey(2), torch.zeros(3, dtype=torch.long)),
      ValueError, r"^y must have shape \(2,\)"),
     (lambda: defenses.BitDepth(0), ValueError, r"^bits must be an integer >= 1 and <= 16"),
@@ -295,6 +301,10 @@ BAD = [
                                        steps=0), ValueError, r"^steps must be an integer >= 1"),
     (lambda: defenses.evaluation_suite(_net(), _grey(2), torch.zeros(2, dtype=torch.long),
                                        restarts=0), ValueError,
+     r"^restarts must be an integer >= 1"),
+    # restarts is checked before transfer_from (not only later, by attacks.pgd)
+    (lambda: defenses.evaluation_suite(_net(), _grey(2), torch.zeros(2, dtype=torch.long),
+                                       restarts=0, transfer_from=_grey(3)), ValueError,
      r"^restarts must be an integer >= 1"),
     (lambda: defenses.evaluation_suite(_net(), _grey(2), torch.zeros(2, dtype=torch.long),
                                        transfer_from=_grey(3)), ValueError,
@@ -533,17 +543,19 @@ def _correct(model, x, y):
 
 @pytest.fixture
 def pgd_spy(monkeypatch):
-    """attacks.pgd and attacks.fgsm replaced by spies that record their arguments; pgd returns
-    x + eps for the cross-entropy, x - eps for the margin (clipped to [0, 1]: inside the
-    threat model, and a result the tests can predict), fgsm x itself."""
+    """attacks.pgd and attacks.fgsm replaced by spies that record their arguments (the model,
+    images and labels too); pgd returns x + eps for the cross-entropy, x - eps for the margin
+    (clipped to [0, 1]: inside the threat model, and a result the tests can predict), fgsm x
+    itself."""
     calls = []
 
     def pgd(model, x, y, eps, alpha, steps, **kwargs):
-        calls.append({"attack": "pgd", "eps": eps, "alpha": alpha, "steps": steps, **kwargs})
+        calls.append({"attack": "pgd", "model": model, "x": x, "y": y, "eps": eps,
+                      "alpha": alpha, "steps": steps, **kwargs})
         return _shifted(x, eps if kwargs.get("loss", "ce") == "ce" else -eps)
 
     def fgsm(model, x, y, eps, **kwargs):
-        calls.append({"attack": "fgsm", "eps": eps, **kwargs})
+        calls.append({"attack": "fgsm", "model": model, "x": x, "y": y, "eps": eps, **kwargs})
         return x
 
     monkeypatch.setattr(attacks, "pgd", pgd)
@@ -648,6 +660,11 @@ def test_train_with_probe_bookkeeping(monkeypatch):
     assert out["probe"] == [10.0, 11.0, 12.0]
     assert all(out_b is xb for xb, out_b in trained["inputs"])
     assert defenses.train_with_probe(model, one, 2)["probe"] == []
+    # two batches per epoch (an even count: a hook that counted batches twice would probe
+    # after every batch): after batches 2 and 4
+    trained["batches"] = 0
+    two = data.tensor_loader(x[:4], y[:4], batch_size=2, shuffle=False)
+    assert defenses.train_with_probe(model, two, 2, probe=probe)["probe"] == [2.0, 4.0]
 
 
 @pytest.mark.filterwarnings("error")  # softmax without dim warns: the dim must be given
@@ -755,7 +772,8 @@ def test_evaluation_suite_hands_each_attack_its_settings(pgd_spy):
     out = defenses.evaluation_suite(model, x, y, 0.3, steps=5, restarts=3, seed=7,
                                     batch_size=2)
     fgsm, ce, margin = pgd_spy
-    assert fgsm == {"attack": "fgsm", "eps": 0.3, "batch_size": 2}
+    settings = {k: v for k, v in fgsm.items() if k not in ("model", "x", "y")}
+    assert settings == {"attack": "fgsm", "eps": 0.3, "batch_size": 2}
     common = {"attack": "pgd", "eps": 0.3, "steps": 5, "restarts": 3, "batch_size": 2,
               "early_stop": True}
     assert ce["alpha"] == pytest.approx(0.15, abs=1e-15)
@@ -819,8 +837,12 @@ def test_accuracy_vs_eps_bookkeeping(pgd_spy, capsys):
     assert [c["alpha"] for c in pgd_spy] == pytest.approx([0.0125, 0.0375], abs=1e-15)
     assert {(c["steps"], c["loss"], c["seed"], c["batch_size"], c["early_stop"])
             for c in pgd_spy} == {(20, "margin", 0, 250, True)}
+    assert all(c["model"] is model and c["x"] is x and c["y"] is y for c in pgd_spy)
     err = capsys.readouterr().err
-    assert "eps sweep" in err
+    # every redraw of the bar (between carriage returns) starts with its description
+    bars = [line for line in err.split("\r") if line.strip()]
+    assert bars
+    assert all(line.startswith("eps sweep: ") for line in bars)
     assert "\n" not in err
     pgd_spy.clear()
     out = defenses.accuracy_vs_eps(model, x, y, [0.1], steps=10, loss="ce", seed=4,
@@ -829,3 +851,93 @@ def test_accuracy_vs_eps_bookkeeping(pgd_spy, capsys):
     assert pgd_spy[0]["alpha"] == pytest.approx(0.025, abs=1e-15)
     assert (pgd_spy[0]["steps"], pgd_spy[0]["loss"], pgd_spy[0]["seed"]) == (10, "ce", 4)
     assert capsys.readouterr().err == ""
+
+
+def test_smoothed_counts_default_chunks_and_noise_moved_to_the_images_device_and_dtype(
+        monkeypatch):
+    """n = 1001 draws in the default chunks of 1000: the model sees 1000 noisy copies, then 1.
+    Each chunk of noise is drawn on the CPU, then moved to the images' device and dtype."""
+    model = _Recording()
+    x = torch.full((1, 1, 2, 2), 0.6, dtype=torch.float16)
+    real = torch.randn
+    noises = []
+
+    def randn(*args, **kwargs):
+        noises.append(_Moved(real(*args, **kwargs)))
+        return noises[-1]
+
+    monkeypatch.setattr(torch, "randn", randn)
+    counts = defenses.smoothed_counts(model, x, 0.25, 1001, seed=0)
+    assert [seen[2] for seen in model.seen] == [1000, 1]
+    assert int(counts.sum()) == 1001
+    assert [m.calls for m in noises] == [[(torch.device("cpu"), torch.float16)]] * 2
+
+
+def test_squeezing_score_default_chunks_of_1000_images():
+    model = _Recording()
+    x = torch.rand(1001, 1, 2, 2, generator=torch.Generator().manual_seed(14))
+    score = defenses.squeezing_score(model, x, [defenses.BitDepth(1)])
+    assert [seen[2] for seen in model.seen] == [1000, 1000, 1, 1]  # raw, squeezed, per chunk
+    assert score.shape == (1001,)
+
+
+@pytest.fixture
+def labels_spy(monkeypatch):
+    """checks.torch_labels behind a spy that records its keyword arguments."""
+    from helpers import checks
+
+    calls = []
+    real = checks.torch_labels
+
+    def spy(y, *args, **kwargs):
+        calls.append(kwargs)
+        return real(y, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "torch_labels", spy)
+    return calls
+
+
+def test_the_labels_are_moved_where_they_are_used(labels_spy):
+    """input_gradient_zero_share moves y to the images' device (the model's output is there);
+    certified_accuracy compares with the CPU labels of certify, so moves y to the CPU."""
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(15))
+    defenses.input_gradient_zero_share(_net(), x, torch.tensor([0, 1]))
+    defenses.certified_accuracy(torch.tensor([1, -1]), torch.tensor([0.5, 0.0]),
+                                torch.tensor([1, 0]), 0.25)
+    assert [kw["device"] for kw in labels_spy] == [x.device, torch.device("cpu")]
+
+
+class _TinyGradient(nn.Module):
+    """Logit 0 = 2^-1070 * (sum of the pixels), logits 1..9 = 0, in float64: all ten logits
+    are about 0, softmax 1/10 each, so for label 1 the input gradient of each image's
+    cross-entropy is 0.1 * 2^-1070 on every pixel: a subnormal, 1.6 units of the smallest one
+    (2^-1074), rounded to 2 units, not zero. Divided by a batch of 8 first (a mean instead of
+    a sum of the per-image losses) it would be 0.2 units and round to zero."""
+
+    def forward(self, x):
+        z0 = 2.0**-1070 * x.sum((1, 2, 3))
+        return torch.cat([z0[:, None], torch.zeros(len(x), 9, dtype=x.dtype)], 1)
+
+
+def test_input_gradient_zero_share_takes_each_images_own_gradient():
+    """The share of an image does not depend on the batch it comes in: each image's gradient
+    is that of its own loss (a sum over the batch, not a mean)."""
+    assert np.float64(0.1) * 2.0**-1070 > 0  # the per-image gradient, by hand
+    assert np.float64(0.1) / 8 * 2.0**-1070 == 0  # what a mean over 8 images would leave
+    x = torch.rand(8, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
+    y = torch.ones(8, dtype=torch.long)
+    assert defenses.input_gradient_zero_share(_TinyGradient(), x[:1], y[:1]) == 0.0
+    assert defenses.input_gradient_zero_share(_TinyGradient(), x, y) == 0.0
+
+
+def test_certify_without_a_seed_draws_its_noise_from_a_generator_of_its_own():
+    """Without a seed, certify takes one seed from torch's global generator and draws the noise
+    from its own generator: what the global generator gives afterwards does not depend on how
+    much noise certify drew (n = 20 or 400)."""
+    x = torch.full((2, 1, 2, 2), 0.55)
+    after = []
+    for n in (20, 400):
+        torch.manual_seed(21)
+        defenses.certify(PixelThreshold(), x, 0.25, 10, n, 0.1)
+        after.append(torch.rand(4))
+    assert torch.equal(after[0], after[1])

@@ -55,13 +55,14 @@ def fake(monkeypatch):
 
 @pytest.fixture
 def pgd_calls(monkeypatch):
-    """attacks.pgd replaced by a spy: records (eps, alpha, steps, keyword arguments) and
-    returns x reversed along the batch (a result the tests can predict; on the meta device x
-    itself, since computing there costs a 3-second import of torch._dynamo)."""
+    """attacks.pgd replaced by a spy: records (model, x, y, eps, alpha, steps, keyword
+    arguments) and returns x reversed along the batch (a result the tests can predict; on the
+    meta device x itself, since computing there costs a 3-second import of torch._dynamo)."""
     calls = []
 
     def pgd(model, x, y, eps, alpha, steps, **kwargs):
-        calls.append({"x": x, "y": y, "eps": eps, "alpha": alpha, "steps": steps, **kwargs})
+        calls.append({"model": model, "x": x, "y": y, "eps": eps, "alpha": alpha, "steps": steps,
+                      **kwargs})
         return x if x.device.type == "meta" else x.flip(0)
 
     monkeypatch.setattr(attacks, "pgd", pgd)
@@ -147,6 +148,7 @@ def test_adversarial_models_hand_the_recipe_to_the_training_loop(
     assert [c["alpha"] for c in pgd_calls] == pytest.approx([alpha / 2, alpha, alpha],
                                                             abs=1e-12)
     assert [c["steps"] for c in pgd_calls] == [steps] * 3
+    assert all(c["model"] is tiny and c["y"] is yb for c in pgd_calls)
     assert [c["random_start"] for c in pgd_calls] == [name != "fgsm_cnn"] * 3
     gens = [c["seed"] for c in pgd_calls]
     assert isinstance(gens[0], torch.Generator)
@@ -163,7 +165,8 @@ def test_adversarial_models_hand_the_recipe_to_the_training_loop(
 
 def test_the_per_epoch_probe_is_pgd20_on_500_test_images(fake, pgd_calls, monkeypatch):
     """PGD-20 at eps 0.3, alpha eps / 8 = 0.0375, one random start (seed 0), each example's
-    first fooling iterate kept; accuracy on the attacked images, on the model's device."""
+    first fooling iterate kept, the 500 images in one chunk; accuracy on the attacked images,
+    on the model's device."""
     defenses.fgsm_rs_cnn("cpu")
     probe = fake["train"][0]["probe"]
     evaluated = []
@@ -177,6 +180,8 @@ def test_the_per_epoch_probe_is_pgd20_on_500_test_images(fake, pgd_calls, monkey
     assert probe(on_meta) == 0.625
     assert fake["mnist"][-1] == ("test", 500)
     (call,) = pgd_calls
+    assert call["model"] is on_meta
+    assert call["batch_size"] == 500
     assert call["eps"] == 0.3
     assert call["alpha"] == pytest.approx(0.0375, abs=1e-15)
     assert call["steps"] == 20
@@ -218,6 +223,40 @@ def test_defended_models_are_built_on_the_requested_device(fake, pgd_calls, monk
     assert next(defenses.noise_trained_cnn(0.5).parameters()).device.type == "meta"
 
 
+@pytest.mark.parametrize("build", [
+    defenses.fgsm_rs_cnn, defenses.fgsm_cnn, defenses.pgd_trained_cnn,
+    lambda device: defenses.teacher_cnn(8.0, device),
+    lambda device: defenses.noise_trained_cnn(0.25, device)],
+    ids=["fgsm_rs_cnn", "fgsm_cnn", "pgd_trained_cnn", "teacher_cnn", "noise_trained_cnn"])
+def test_each_defended_model_is_built_and_trained_on_the_device_asked_for(fake, pgd_calls,
+                                                                        build):
+    model = build("meta")  # runtime.device() is the CPU here
+    assert next(model.parameters()).device.type == "meta"
+    (call,) = fake["train"]
+    assert call["model"] is model
+
+
+@pytest.mark.parametrize(("config", "build"), [
+    ("FGSM_RS_CONFIG", lambda: defenses.fgsm_rs_cnn("cpu")),
+    ("DISTILL_CONFIG", lambda: defenses.teacher_cnn(8.0, "cpu")),
+    ("NOISE_CONFIG", lambda: defenses.noise_trained_cnn(0.25, "cpu"))])
+def test_the_configs_batch_size_and_seed_reach_the_loader_and_the_model(
+        fake, pgd_calls, monkeypatch, config, build):
+    """A recipe with batch size 64 and seed 3 (not tensor_loader's defaults 128 and 0): the
+    loader yields tensor_loader's batches of 64 in its seed-3 order, the model starts from the
+    MnistCNN weights of seed 3."""
+    monkeypatch.setitem(getattr(defenses, config), "batch_size", 64)
+    monkeypatch.setitem(getattr(defenses, config), "seed", 3)
+    model = build()
+    (call,) = fake["train"]
+    x, y = fake["data"]["train"]
+    assert call["loader"].batch_size == 64
+    assert call["loader"].dataset.tensors[0] is x
+    assert _same_order(call["loader"], x, y, 64, 3)
+    assert not _same_order(call["loader"], x, y, 64, 0)
+    assert _is_fresh_cnn(model, 3)
+
+
 def test_training_record_of_an_untrained_model_names_the_cache_file():
     key = models.config_key("fgsm_rs_cnn", defenses.FGSM_RS_CONFIG)
     with pytest.raises(KeyError) as info:
@@ -239,6 +278,24 @@ def test_distill_config_by_hand():
         defenses.distill_config(20.0, "pupil")
     with pytest.raises(ValueError, match=r"^temperature must be a number > 0"):
         defenses.distill_config(0.0, "teacher")
+
+
+def test_distillation_defaults_to_temperature_100(fake, monkeypatch):
+    """teacher_cnn() and distilled_cnn() train at T = 100; the student asks for the teacher at
+    its own temperature."""
+    defenses.teacher_cnn(device="cpu")
+    (call,) = fake["train"]
+    assert call["desc"] == "teacher T=100"
+    _check_temperature_loss(call["loss_fn"], 100.0)
+    asked = []
+    teacher = _FakeTeacher(torch.zeros(N_TRAIN, 10))
+    monkeypatch.setattr(defenses, "teacher_cnn",
+                        lambda temperature, device: asked.append((temperature, device))
+                        or teacher)
+    defenses.distilled_cnn(device="cpu")
+    assert asked == [(100.0, "cpu")]
+    assert fake["train"][-1]["desc"] == "student T=100"
+    _check_temperature_loss(fake["train"][-1]["loss_fn"], 100.0)
 
 
 def _check_temperature_loss(loss_fn, t):
@@ -349,3 +406,24 @@ def test_noise_training_adds_seeded_gaussian_noise(fake, tmp_path):
         expected = xb + 0.25 * torch.randn(xb.shape, generator=g)
         assert torch.equal(call["perturb"](None, xb, yb), expected)
     _check_cached("noise_trained_cnn", defenses.noise_config(0.25), tmp_path)
+
+
+def test_the_training_noise_is_moved_to_the_batchs_device(fake, monkeypatch):
+    """The noise is drawn on the CPU (the seeded CPU generator), then moved to the device of
+    the batch: torch.randn behind a stand-in that records how its result is moved."""
+    defenses.noise_trained_cnn(0.25, "cpu")
+    perturb = fake["train"][0]["perturb"]
+    real, moves = torch.randn, []
+
+    class Noise:
+        def __init__(self, t):
+            self.t = t
+
+        def to(self, *args):
+            moves.append(args)
+            return self.t.to(*args)
+
+    monkeypatch.setattr(torch, "randn", lambda *args, **kwargs: Noise(real(*args, **kwargs)))
+    xb = torch.rand(3, 1, 28, 28)
+    perturb(None, xb, torch.zeros(3, dtype=torch.long))
+    assert moves == [(xb.device,)]
