@@ -1623,6 +1623,9 @@ _ZERO = torch.zeros(1, 1, 28, 28)
 ARG_ERRORS = [
     (lambda m, x, y: attacks.fgsm(m, x, y, -0.1), ValueError, r"^eps must be a number >= 0, "),
     (lambda m, x, y: attacks.fgsm(m, x, y, "0.1"), TypeError, r"^eps must be a real number"),
+    # fgsm checks its own eps first, before its other arguments (and before pgd sees it)
+    (lambda m, x, y: attacks.fgsm(m, x, y, -0.1, targeted="yes"), ValueError,
+     r"^eps must be a number >= 0, "),
     (lambda m, x, y: attacks.fgsm(m, x, y, 0.1, targeted="yes"), TypeError, "^targeted " + _NO),
     (lambda m, x, y: attacks.fgsm(m, x, y, 0.1, loss="hinge"), ValueError,
      r"^loss must be one of \('ce', 'margin'\), got 'hinge'$"),
@@ -1723,3 +1726,187 @@ def test_pgd_toward_an_unreachable_target_reports_never():
                             seed=0, return_success_step=True)
     assert torch.equal(step, torch.full((len(x),), 4))
     assert float((out - x).abs().max()) <= 0.15 + 1e-12
+
+
+# ------------------------------------------------------------------ chunking, dtypes, edge cases
+
+
+class _Sizes(nn.Module):
+    """Wraps a model and records the number of images of every forward pass: what the
+    ``batch_size`` arguments promise is the size of the chunks the model sees."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.sizes = model, []
+
+    def forward(self, x):
+        self.sizes.append(x.shape[0])
+        return self.model(x)
+
+
+def _one_pixel(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 1, 1, generator=torch.Generator().manual_seed(seed))
+
+
+def test_batch_size_sets_the_chunks_of_pgd_fgsm_and_deepfool():
+    x = _one_pixel(5)
+    y = _MeanBrightness()(x).argmax(1)
+    spy = _Sizes(_MeanBrightness())
+    attacks.fgsm(spy, x, y, 0.1, batch_size=2)  # per chunk: the gradient pass, the final check
+    assert spy.sizes == [2, 2, 2, 2, 1, 1]
+    spy.sizes.clear()
+    out, step = attacks.pgd(spy, x, y, 0.0, 0.1, 3, batch_size=2, return_success_step=True)
+    assert spy.sizes == [2, 2, 1]  # eps = 0: one prediction per chunk
+    assert torch.equal(out, x)
+    assert torch.equal(step, torch.full((5,), 4))  # every image classified as its label
+    spy.sizes.clear()
+    attacks.deepfool(spy, x, num_classes=2, max_iter=2, batch_size=2)
+    assert spy.sizes[0] == 2
+    assert max(spy.sizes) == 2
+
+
+def test_pgd_at_eps_zero_reports_each_image_by_its_own_prediction():
+    # classes 1 to 5 predicted, labels in the other order: only the middle image is a success
+    x = (0.1 * torch.arange(1, 6) + 0.05).view(-1, 1, 1, 1)
+    y = torch.tensor([5, 4, 3, 2, 1])
+    for batch_size in (None, 2):
+        _, step = attacks.pgd(_MeanBrightness(), x, y, 0.0, 0.1, 3, targeted=True,
+                              batch_size=batch_size, return_success_step=True)
+        assert torch.equal(step, torch.tensor([4, 4, 0, 4, 4]))
+
+
+def test_fooling_rate_batch_sizes_including_the_default_1000():
+    x = _one_pixel(1500)
+    delta = torch.full((1, 1, 1, 1), 0.05)
+    spy = _Sizes(_MeanBrightness())
+    rate = attacks.fooling_rate(spy, x, delta)
+    assert spy.sizes == [1000, 500, 1000, 500]  # clean, then perturbed
+    # the reference: a class changes iff floor(10 x) changes, the clip at 1 keeping class 9
+    expected = ((x * 10).floor().clamp(max=9) != ((x + 0.05) * 10).floor().clamp(max=9))
+    assert rate == pytest.approx(float(expected.double().mean()), abs=1e-12)
+    for batch_size, sizes in ((7, [7, 7, 7, 7, 5] * 2), (None, [33, 33])):
+        spy.sizes.clear()
+        assert attacks.fooling_rate(spy, x[:33], delta, batch_size=batch_size) == \
+            pytest.approx(float(expected[:33].double().mean()), abs=1e-12)
+        assert spy.sizes == sizes
+
+
+def test_targeted_grid_chunks_pgd_by_its_batch_size_default_1000():
+    model = _MeanBrightness()
+    y = torch.arange(10).repeat_interleave(12)
+    x = (0.1 * y + 0.08).view(-1, 1, 1, 1)
+    spy = _Sizes(model)
+    # 10 classes x 12 images x 9 targets = 1080 attacked pairs: chunks of 1000 and 80, two
+    # forward passes each (the step and the final check), then the prediction of the results
+    attacks.targeted_success_grid(spy, x, y, 0.05, 0.01, 1, per_class=12, seed=0)
+    assert spy.sizes == [1000, 1000, 80, 80, 1000, 80]
+    spy.sizes.clear()
+    attacks.targeted_success_grid(spy, x, y, 0.05, 0.01, 1, per_class=1, seed=0, batch_size=7)
+    assert spy.sizes == [7, 7] * 12 + [6, 6] + [90]
+
+
+def test_universal_perturbations_evaluate_in_chunks_and_test_batch_size_images():
+    x = _one_pixel(300)
+    spy = _Sizes(_MeanBrightness())
+    attacks.universal_perturbation(spy, x, 1e-3, max_passes=1, deepfool_max_iter=1,
+                                   num_classes=2, seed=0)
+    eval_chunks = [attacks._UAP_EVAL_BATCH, 300 - attacks._UAP_EVAL_BATCH]
+    assert spy.sizes[:3] == [*eval_chunks, 64]  # the clean predictions, then the default 64
+    spy.sizes.clear()
+    attacks.sgd_universal_perturbation(spy, x, 1e-3, epochs=1, batch_size=100, seed=0)
+    assert spy.sizes == [*eval_chunks, 100, 100, 100]
+
+
+def test_universal_delta_is_cast_to_the_dtype_of_x_and_names_a_wrong_type(problem):
+    model, x, _, _ = problem
+    g = torch.Generator().manual_seed(1)
+    delta = 0.3 * torch.randn(1, 1, 28, 28, generator=g, dtype=torch.float64)
+    assert attacks.fooling_rate(model, x, delta) == attacks.fooling_rate(model, x, delta.float())
+    assert torch.equal(attacks.label_flow(model, x, delta),
+                       attacks.label_flow(model, x, delta.float()))
+    with pytest.raises(TypeError, match=r"^delta must be a floating-point torch.Tensor, got "
+                                        r"list$"):
+        attacks.fooling_rate(model, x[:4], [[0.0]])
+
+
+def test_pgd_early_stop_keeps_attacking_the_last_unfooled_example():
+    # Two examples: the first is misclassified at the start (frozen there, success step 0), the
+    # second is never fooled within eps and takes every step: x + min(k alpha, eps) sign(...)
+    model, x, _ = _linear_problem()
+    x = x[:2]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    y = pred.clone()
+    y[0] = 1 - pred[0]
+    eps, alpha = 0.01, 0.004
+    d = (model.w[1 - y] - model.w[y]).detach().sign().view_as(x)
+    with torch.no_grad():
+        assert int(model(x[1:] + eps * d[1:]).argmax(1)) == int(y[1])  # not fooled at eps
+    out, step = attacks.pgd(model, x, y, eps, alpha, 4, random_start=False, early_stop=True,
+                            return_success_step=True)
+    assert torch.allclose(out[0], x[0], atol=0)
+    assert torch.allclose(out[1], x[1] + eps * d[1], atol=1e-6)
+    assert torch.equal(step, torch.tensor([0, 5]))
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-13])
+def test_pgd_l2_random_start_from_a_near_zero_gaussian_draw(monkeypatch, scale):
+    # The direction is G / (||G|| + 1e-12): a (near) zero draw must still give a point of the
+    # ball on the side of G (no NaN, no flip), here the start itself (zero gradient).
+    def tiny(shape, generator=None, device=None):
+        return torch.full(tuple(shape), scale, device=device)
+
+    monkeypatch.setattr(torch, "randn", tiny)
+    x = torch.full((4, 1, 1, 1), 0.5)
+    out = attacks.pgd(_ConstantModel(), x, torch.ones(4, dtype=torch.long), 0.2, 1e-3, 1,
+                      norm="l2", seed=0)
+    delta = (out - x).flatten()
+    assert bool(torch.isfinite(delta).all())
+    assert bool((delta >= 0).all())
+    assert float(delta.abs().max()) <= 0.2
+    if scale:
+        assert bool((delta > 0).all())
+
+
+@pytest.mark.parametrize("bright", [False, True])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_universal_perturbation_tests_the_clipped_images_on_binary_images(problem, norm, bright):
+    # Black-and-white images: x + v leaves [0, 1] wherever v pushes a pixel outward, and the
+    # model's prediction on the unclipped image differs; Algorithm 1 tests clip(x + v).
+    model, _, _, x_train = problem
+    x = (x_train[:24] > 0.5).float()
+    if bright:
+        x = 1.0 - x
+    eps = 0.4 if norm == "linf" else 4.0
+    expected, expected_history = _algorithm_1_reference(model, x, eps, norm, 1, 5, 4)
+    v, history = attacks.universal_perturbation(model, x, eps, norm=norm, max_passes=1,
+                                                target_fooling_rate=1.0, batch_size=8, seed=5,
+                                                deepfool_max_iter=4, return_history=True)
+    assert torch.allclose(v, expected, atol=1e-5)
+    assert history == expected_history
+
+
+def test_l2_projection_keeps_a_tiny_perturbation():
+    # ||delta|| = 1e-13 is inside every ball: the factor min(1, eps / ||delta||) is 1
+    delta = torch.full((2, 1, 2, 2), 5e-14, dtype=torch.float64)
+    assert torch.equal(attacks.project_perturbation(delta, 0.1, "l2"), delta)
+
+
+class _ParallelClass(nn.Module):
+    """Three classes on one-pixel images p: logits (p, p - 1, 1 - p). Class 1 has the gradient
+    of class 0 (w = 0) and can never overtake it; the boundary with class 2 is at p = 0.5."""
+
+    def forward(self, x):
+        p = x.flatten(1)
+        return torch.cat([p, p - 1.0, 1.0 - p], 1)
+
+
+def test_deepfool_never_steps_toward_a_class_with_the_same_gradient():
+    # From p = 0.7 (class 0) the only reachable boundary is p = 0.5: |f_2 - f_0| / ||w_2|| =
+    # 0.4 / 2 = 0.2, one step of -(0.2 + 1e-4), enlarged by 1 + overshoot. Class 1 (w = 0,
+    # infinitely far) must not be chosen. (atol 1e-8: the 1e-8 added to ||w|| against a zero
+    # division shortens the step by a relative 1e-8.)
+    x = torch.full((2, 1, 1, 1), 0.7, dtype=torch.float64)
+    delta, iters = attacks.deepfool(_ParallelClass(), x, num_classes=3)
+    assert torch.allclose(delta, torch.full_like(x, -1.02 * (0.2 + 1e-4)), atol=1e-8, rtol=0)
+    assert torch.equal(iters, torch.ones(2, dtype=torch.long))

@@ -8,11 +8,16 @@ form) and a small ReLU network, so that the whole file runs in seconds.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-from test_attacks import _tanh_net  # the same curved float64 network as test_attacks
+from test_attacks import (  # the same toy models and forward-pass spy as test_attacks
+    _MeanBrightness,
+    _Sizes,
+    _tanh_net,
+)
 from torch import nn
 
 from helpers import attacks
@@ -485,3 +490,69 @@ def test_adaptive_argument_errors_name_the_argument_and_its_bound(call, error, m
     y = torch.tensor([0, 1])
     with pytest.raises(error, match=message):
         call(model, x, y)
+
+
+def test_eot_forward_takes_the_softmax_over_the_classes_without_a_warning():
+    model = _relu_net()
+    x = _images(3)
+    eot = attacks.EOT(model, lambda v, g: v, samples=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "implicit dimension choice for softmax"
+        out = eot(x)
+    with torch.no_grad():
+        assert torch.allclose(out, F.log_softmax(model(x), 1), atol=1e-6)
+
+
+class _TieAtBest(nn.Module):
+    """Two classes on one-pixel images: logits (min(20 (p - 0.55), 0), 0). Class 1 (the label)
+    is never beaten, only tied, for p >= 0.55, where argmax picks class 0."""
+
+    def forward(self, x):
+        z0 = torch.clamp(20.0 * (x.flatten(1) - 0.55), max=0.0)
+        return torch.cat([z0, torch.zeros_like(z0)], 1)
+
+
+def test_cw_counts_a_tie_at_kappa_zero_as_success():
+    # kappa = 0: success needs max_{j != y} z_j - z_y >= 0 with another class predicted, which
+    # here is exactly the tie; the smallest such perturbation has L2 norm 0.55 - 0.5 = 0.05.
+    x = torch.full((2, 1, 1, 1), 0.5, dtype=torch.float64)
+    y = torch.ones(2, dtype=torch.long)
+    x_adv, l2 = attacks.carlini_wagner_l2(_TieAtBest(), x, y, binary_steps=1, steps=30)
+    assert bool(torch.isfinite(l2).all())
+    assert float(l2.min()) >= 0.05 - 1e-9
+    with torch.no_grad():
+        assert bool((_TieAtBest()(x_adv).argmax(1) == 0).all())
+
+
+def test_cw_chunks_and_reads_the_classes_from_one_image():
+    x = torch.full((3, 1, 1, 1), 0.5)
+    spy = _Sizes(_MeanBrightness())
+    y = torch.full((3,), 5)
+    attacks.carlini_wagner_l2(spy, x, y, binary_steps=1, steps=1, batch_size=2)
+    assert spy.sizes == [1, 2, 1, 1]  # per chunk: the number of classes, then one Adam step
+
+
+def test_worst_case_batch_sizes_including_the_default_1000():
+    x = torch.rand(1500, 1, 1, 1, generator=torch.Generator().manual_seed(0))
+    model = _MeanBrightness()
+    y = model(x).argmax(1)
+    spy = _Sizes(model)
+    noop = {"noop": lambda m, a, b: a.clone()}
+    out = attacks.worst_case(spy, x, y, noop)
+    assert spy.sizes == [1000, 500, 1000, 500]  # clean, then the attack's output
+    assert bool(out["worst_case"].all())
+    spy.sizes.clear()
+    attacks.worst_case(spy, x[:5], y[:5], noop, batch_size=2)
+    assert spy.sizes == [2, 2, 1, 2, 2, 1]
+
+
+def test_worst_case_accepts_a_perturbation_of_exactly_eps_plus_the_tolerance():
+    # "within 1e-5" includes the bound itself: a float64 shift of exactly eps + 1e-5 is inside,
+    # the next float above it is outside
+    x = torch.zeros(4, 1, 1, 1, dtype=torch.float64)
+    y = torch.zeros(4, dtype=torch.long)
+    bound = 0.25 + 1e-5
+    attacks.worst_case(_MeanBrightness(), x, y, {"edge": lambda m, a, b: a + bound}, eps=0.25)
+    over = math.nextafter(bound, 1.0)
+    with pytest.raises(ValueError, match=r"^attack 'over' left the threat model"):
+        attacks.worst_case(_MeanBrightness(), x, y, {"over": lambda m, a, b: a + over}, eps=0.25)
