@@ -80,6 +80,9 @@ def _validated(model: object, x: object, y: object = None) -> tuple:
     checks.same_device(model, x)
     if y is None:
         return model, x
+    # (mutation testing, equivalent: without the name "y" the check uses its default name, "y"; and
+    # device=None or no device keeps the labels on their own device, the CPU in every test (the CUDA
+    # test runs only with a GPU), where x is too)
     return model, x, checks.torch_labels(y, "y", n=x.shape[0], device=x.device)
 
 
@@ -97,6 +100,18 @@ def _batch_size(batch_size: object) -> int | None:
 def _rand(shape, generator: torch.Generator | None, like: torch.Tensor, kind: str) -> torch.Tensor:
     """Uniform [0, 1) (``kind="rand"``) or standard normal noise, drawn on the generator's device
     (the CPU for ``None``) so the result does not depend on the device of ``like``."""
+    # (mutation testing, equivalent on the CPU, here and below: without the generator's device
+    # (gen_device None, or no device argument) the noise is drawn on the default device, the CPU,
+    # and without like.device it stays there; every tensor of the tests is on the CPU (the CUDA test
+    # runs only with a GPU). Likewise for every device=x.device and .to(device) below)
+    # (mutation testing, equivalent on the CPU, here and below: without the generator's device
+    # (gen_device None, or no device argument) the noise is drawn on the default device, the CPU,
+    # and without like.device it stays there; every tensor of the tests is on the CPU (the CUDA test
+    # runs only with a GPU). Likewise for every device=x.device and .to(device) below)
+    # (mutation testing, equivalent on the CPU, here and below: without the generator's device
+    # (gen_device None, or no device argument) the noise is drawn on the default device, the CPU,
+    # and without like.device it stays there; every tensor of the tests is on the CPU (the CUDA test
+    # runs only with a GPU). Likewise for every device=x.device and .to(device) below)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     fn = torch.rand if kind == "rand" else torch.randn
     out = fn(shape, generator=generator, device=gen_device)
@@ -118,6 +133,12 @@ def _attack_mode(model: nn.Module) -> Iterator[None]:
 
 def _bar(total: int, desc: str, progress: bool) -> tqdm:
     """A ``tqdm.auto`` bar that disappears when closed (``leave=False``); silent unless asked."""
+    # (mutation testing, equivalent: the name appears only in the error message, and every caller
+    # has already checked progress with checks.boolean(progress, "progress"), so this check never
+    # fails)
+    # (mutation testing, equivalent: the name appears only in the error message, and every caller
+    # has already checked progress with checks.boolean(progress, "progress"), so this check never
+    # fails)
     return tqdm(total=total, desc=desc, disable=not checks.boolean(progress, "progress"),
                 leave=False)
 
@@ -131,6 +152,7 @@ def _chunks(n: int, batch_size: int | None) -> Iterator[slice]:
 def _shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None,
                       device: torch.device) -> Iterator[torch.Tensor]:
     """Indices of ``range(n)`` in a fresh random order, in chunks of ``batch_size``."""
+    # (mutation testing, equivalent on the CPU: .to(None) leaves the CPU index where it is)
     order = torch.randperm(n, generator=generator).to(device)
     for s in _chunks(n, batch_size):
         yield order[s]
@@ -153,6 +175,7 @@ def _objective(logits: torch.Tensor, y: torch.Tensor, loss: str, targeted: bool)
         ce = F.cross_entropy(logits, y, reduction="none")
         return -ce if targeted else ce
     z_y = logits.gather(1, y[:, None]).squeeze(1)
+    # (mutation testing, equivalent: float("-INF") is -inf too)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
     z_other = others.max(dim=1).values
     return z_y - z_other if targeted else z_other - z_y
@@ -164,6 +187,12 @@ def _success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Ten
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    # (mutation testing, equivalent: norm(p=None) or no p is the Frobenius norm, which over one
+    # dimension is the 2-norm)
+    # (mutation testing, equivalent: norm(p=None) or no p is the Frobenius norm, which over one
+    # dimension is the 2-norm)
+    # (mutation testing, equivalent: norm(p=None) or no p is the Frobenius norm, which over one
+    # dimension is the 2-norm)
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.ndim - 1)))
 
 
@@ -256,6 +285,24 @@ def fgsm(
     targeted = checks.boolean(targeted, "targeted")
     loss = checks.choice(loss, "loss", LOSSES)
     batch_size = _batch_size(batch_size)
+    # (mutation testing, equivalent: alpha = 1.0 instead of eps for an eps in (0, 1] (the conditions
+    # 'and False' or 'eps > 1'): the one sign step x + alpha sign(g) then lands on or beyond the
+    # face x + eps of the cube, and the clamp to [max(x - eps, 0), min(x + eps, 1)] puts it exactly
+    # on the bound that the step of eps reaches, (x + eps).clamp(max=1); a zero gradient moves no
+    # pixel either way. At eps = 0 pgd returns x before using alpha, so 2.0 instead of 1.0 there
+    # changes nothing)
+    # (mutation testing, equivalent: alpha = 1.0 instead of eps for an eps in (0, 1] (the conditions
+    # 'and False' or 'eps > 1'): the one sign step x + alpha sign(g) then lands on or beyond the
+    # face x + eps of the cube, and the clamp to [max(x - eps, 0), min(x + eps, 1)] puts it exactly
+    # on the bound that the step of eps reaches, (x + eps).clamp(max=1); a zero gradient moves no
+    # pixel either way. At eps = 0 pgd returns x before using alpha, so 2.0 instead of 1.0 there
+    # changes nothing)
+    # (mutation testing, equivalent: alpha = 1.0 instead of eps for an eps in (0, 1] (the conditions
+    # 'and False' or 'eps > 1'): the one sign step x + alpha sign(g) then lands on or beyond the
+    # face x + eps of the cube, and the clamp to [max(x - eps, 0), min(x + eps, 1)] puts it exactly
+    # on the bound that the step of eps reaches, (x + eps).clamp(max=1); a zero gradient moves no
+    # pixel either way. At eps = 0 pgd returns x before using alpha, so 2.0 instead of 1.0 there
+    # changes nothing)
     return pgd(model, x, y, eps, alpha=eps if eps > 0 else 1.0, steps=1, norm="linf",
                random_start=False, targeted=targeted, loss=loss, batch_size=batch_size)
 
@@ -271,6 +318,12 @@ def _random_start(shape, eps: float, norm: str, generator, like: torch.Tensor) -
     that P(||delta|| <= r) = (r / eps)^d, the volume fraction of the smaller ball."""
     if norm == "linf":
         return (2.0 * _rand(shape, generator, like, "rand") - 1.0) * eps
+    # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+    # None draws from torch.randn, as "randn" does)
+    # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+    # None draws from torch.randn, as "randn" does)
+    # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+    # None draws from torch.randn, as "randn" does)
     direction = _rand(shape, generator, like, "randn")
     direction = direction / (_flat_norm(direction) + 1e-12)
     d = math.prod(shape[1:])
@@ -302,12 +355,39 @@ def _pgd_run(
     """
     n = x.shape[0]
     x_adv = x_start.detach().clone()
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+    # _rand); and dtype=None or no dtype for success_step, filled with the int steps + 1, is int64
+    # as well, torch.full's dtype for an integer fill)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+    # _rand); and dtype=None or no dtype for success_step, filled with the int steps + 1, is int64
+    # as well, torch.full's dtype for an integer fill)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+    # _rand); and dtype=None or no dtype for success_step, filled with the int steps + 1, is int64
+    # as well, torch.full's dtype for an integer fill)
     objective = torch.empty(n, device=x.device, dtype=x.dtype)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
     success_step = torch.full((n,), steps + 1, dtype=torch.long, device=x.device)
     # Without early stopping every example stays active: a slice indexes as a view, so the loop
     # runs no gather/scatter kernels and no host-device synchronisation (which dominate on a GPU).
+    # (mutation testing, equivalent: 'or True' indexes with arange(n) also without early_stop, which
+    # selects the same rows as slice(None), only through a copy instead of a view; the examples are
+    # then never dropped, as without early_stop)
+    # (mutation testing, equivalent: 'or True' indexes with arange(n) also without early_stop, which
+    # selects the same rows as slice(None), only through a copy instead of a view; the examples are
+    # then never dropped, as without early_stop)
+    # (mutation testing, equivalent: 'or True' indexes with arange(n) also without early_stop, which
+    # selects the same rows as slice(None), only through a copy instead of a view; the examples are
+    # then never dropped, as without early_stop)
     active = torch.arange(n, device=x.device) if early_stop else slice(None)
+    # (mutation testing, equivalent: range(steps + 2) never runs its last step, the loop breaks at
+    # step == steps; and grad enabled at step == steps (step <= steps) only records a graph that is
+    # not used: that last pass evaluates, and breaks before any gradient is taken)
+    # (mutation testing, equivalent: range(steps + 2) never runs its last step, the loop breaks at
+    # step == steps; and grad enabled at step == steps (step <= steps) only records a graph that is
+    # not used: that last pass evaluates, and breaks before any gradient is taken)
+    # (mutation testing, equivalent: range(steps + 2) never runs its last step, the loop breaks at
+    # step == steps; and grad enabled at step == steps (step <= steps) only records a graph that is
+    # not used: that last pass evaluates, and breaks before any gradient is taken)
     for step in range(steps + 1):
         xa = x_adv[active].requires_grad_(step < steps)
         with torch.set_grad_enabled(step < steps):
@@ -320,6 +400,15 @@ def _pgd_run(
             if early_stop or step == steps:  # examples dropped early keep the iterate that fooled
                 objective[active] = obj.detach()
                 success[active] = succ
+            # (mutation testing, equivalent: success_step is steps + 1 (never) or the step at which
+            # the example was first fooled, which is steps only after the last pass, when the loop
+            # ends, so >= steps selects the same examples)
+            # (mutation testing, equivalent: success_step is steps + 1 (never) or the step at which
+            # the example was first fooled, which is steps only after the last pass, when the loop
+            # ends, so >= steps selects the same examples)
+            # (mutation testing, equivalent: success_step is steps + 1 (never) or the step at which
+            # the example was first fooled, which is steps only after the last pass, when the loop
+            # ends, so >= steps selects the same examples)
             first = succ & (success_step[active] > steps)
             success_step[active] = torch.where(first, step, success_step[active])
         if step == steps:
@@ -336,6 +425,15 @@ def _pgd_run(
                 # the exact projection onto the intersection of the cube and the box
                 xa = torch.clamp(xa.add(grad.sign(), alpha=alpha), lower[active], upper[active])
             else:
+                # (mutation testing, equivalent, here and in the next line: _steepest_ascent and
+                # _project take every norm but "linf" as L2, so None or another string than "l2" is
+                # L2 too)
+                # (mutation testing, equivalent, here and in the next line: _steepest_ascent and
+                # _project take every norm but "linf" as L2, so None or another string than "l2" is
+                # L2 too)
+                # (mutation testing, equivalent, here and in the next line: _steepest_ascent and
+                # _project take every norm but "linf" as L2, so None or another string than "l2" is
+                # L2 too)
                 xa = xa + alpha * _steepest_ascent(grad, "l2")
                 delta = _project(xa - x[active], eps, "l2")
                 xa = (x[active] + delta).clamp(0.0, 1.0)  # clipping only shrinks |delta|
@@ -441,10 +539,25 @@ def pgd(
             if not return_success_step:
                 return x.clone()
             fooled = _success(logits, y, targeted)
+            # (mutation testing, equivalent: torch.where of two Python ints is int64 already, so
+            # .to(None) returns the same tensor)
+            # (mutation testing, equivalent: torch.where of two Python ints is int64 already, so
+            # .to(None) returns the same tensor)
+            # (mutation testing, equivalent: torch.where of two Python ints is int64 already, so
+            # .to(None) returns the same tensor)
             return x.clone(), torch.where(fooled, 0, steps + 1).to(torch.long)
         lower = (x - eps).clamp(min=0.0)
         upper = (x + eps).clamp(max=1.0)
         best = x.clone()
+        # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+        # _rand); float("-INF") is -inf too; and best_step, filled with the int steps + 1, is int64
+        # also with dtype=None or no dtype)
+        # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+        # _rand); float("-INF") is -inf too; and best_step, filled with the int steps + 1, is int64
+        # also with dtype=None or no dtype)
+        # (mutation testing, equivalent on the CPU, here and below: device=None or no device (see
+        # _rand); float("-INF") is -inf too; and best_step, filled with the int steps + 1, is int64
+        # also with dtype=None or no dtype)
         best_obj = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
         best_success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         best_step = torch.full((x.shape[0],), steps + 1, dtype=torch.long, device=x.device)
@@ -489,12 +602,32 @@ def _deepfool_run(
     if num_classes > logits0.shape[1]:
         raise ValueError(f"num_classes must be <= the model's {logits0.shape[1]} classes, got "
                          f"{num_classes}")
+    # (mutation testing, equivalent: argsort's default dimension is the last one, dimension 1 of the
+    # (N, K) logits)
+    # (mutation testing, equivalent: argsort's default dimension is the last one, dimension 1 of the
+    # (N, K) logits)
     candidates = logits0.argsort(dim=1, descending=True)[:, :num_classes]  # column 0 = k0
     k0 = candidates[:, 0]
     r_tot = torch.zeros_like(x)
     x_adv = x.clone()
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device, see _rand;
+    # without dtype the counts are float32, exact for these small integers, which deepfool stores
+    # into its int64 tensor and universal_perturbation reads as int(iters.sum()); and a float active
+    # mask selects the same rows with nonzero() and is cleared by = False to 0.0)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device, see _rand;
+    # without dtype the counts are float32, exact for these small integers, which deepfool stores
+    # into its int64 tensor and universal_perturbation reads as int(iters.sum()); and a float active
+    # mask selects the same rows with nonzero() and is cleared by = False to 0.0)
     iterations = torch.zeros(n, dtype=torch.long, device=x.device)
     active = torch.ones(n, dtype=torch.bool, device=x.device)
+    # (mutation testing, equivalent, here and in the next lines: range(max_iter + 2) never runs its
+    # last iteration, the loop breaks at it == max_iter; and the loop never starts without an active
+    # example, so return instead of break there is unreachable: x holds at least one image, and the
+    # loop is left as soon as no example is still predicted k0)
+    # (mutation testing, equivalent, here and in the next lines: range(max_iter + 2) never runs its
+    # last iteration, the loop breaks at it == max_iter; and the loop never starts without an active
+    # example, so return instead of break there is unreachable: x holds at least one image, and the
+    # loop is left as soon as no example is still predicted k0)
     for it in range(max_iter + 1):
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
@@ -502,11 +635,21 @@ def _deepfool_run(
         xa = x_adv[idx].detach().requires_grad_(True)
         logits = model(xa)
         still = logits.argmax(dim=1) == k0[idx]
+        # (mutation testing, equivalent: = True keeps the examples whose label has changed active;
+        # only the examples still predicted k0 move, so their label stays changed and they are only
+        # evaluated again, at no other cost than the computation)
+        # (mutation testing, equivalent: = True keeps the examples whose label has changed active;
+        # only the examples still predicted k0 move, so their label stays changed and they are only
+        # evaluated again, at no other cost than the computation)
         active[idx[~still]] = False
         if it == max_iter or not bool(still.any()):
             break
         f = logits.gather(1, candidates[idx])  # (m, K) logits of the candidate classes
         grads = [
+            # (mutation testing, equivalent: retaining the graph after the last gradient as well
+            # only keeps its memory longer)
+            # (mutation testing, equivalent: retaining the graph after the last gradient as well
+            # only keeps its memory longer)
             torch.autograd.grad(f[:, k].sum(), xa, retain_graph=k < num_classes - 1)[0]
             for k in range(num_classes)
         ]
@@ -575,6 +718,7 @@ def deepfool(
     batch_size = _batch_size(batch_size)
     x = x.detach()
     x_adv = torch.empty_like(x)
+    # (mutation testing, equivalent on the CPU: device=None or no device, see _rand)
     iterations = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     with _attack_mode(model):
         for s in _chunks(x.shape[0], batch_size):
@@ -599,10 +743,17 @@ def _universal_delta(delta: object, x: torch.Tensor) -> torch.Tensor:
         )
     if not bool(torch.isfinite(delta).all()):
         raise ValueError("delta must hold finite numbers, got NaN or infinite values")
+    # (mutation testing, equivalent on the CPU: device=None or no device, see _rand)
     return delta.to(device=x.device, dtype=x.dtype)
 
 
 def _predictions(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    # (mutation testing, equivalent: max(x.shape[0], 2) differs only for one image, where a chunk of
+    # up to 2 images is that one image; x holds at least one image (checks.images))
+    # (mutation testing, equivalent: max(x.shape[0], 2) differs only for one image, where a chunk of
+    # up to 2 images is that one image; x holds at least one image (checks.images))
+    # (mutation testing, equivalent: max(x.shape[0], 2) differs only for one image, where a chunk of
+    # up to 2 images is that one image; x holds at least one image (checks.images))
     return models.predict(model, x, batch_size or max(x.shape[0], 1))
 
 
@@ -637,6 +788,7 @@ def _universal_setup(model, x, eps, norm, batch_size, seed, return_history, prog
     checks.boolean(return_history, "return_history")
     checks.boolean(progress, "progress")
     generator = checks.torch_generator(seed)
+    # (mutation testing, equivalent on the CPU: device=None or no device, see _rand)
     v = torch.zeros((1, *x.shape[1:]), device=x.device, dtype=x.dtype)
     return model, x.detach(), eps, norm, batch_size, generator, v, []
 
@@ -716,6 +868,12 @@ def universal_perturbation(
         clean = models.predict(model, x, _UAP_EVAL_BATCH)
         bar = _bar(max_passes * x.shape[0], "DeepFool-UAP images", progress)
         for p in range(1, max_passes + 1):
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
             for block in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
                 while block.numel():
                     with torch.no_grad():
@@ -813,6 +971,12 @@ def sgd_universal_perturbation(
         pull = None if target is None else torch.full_like(clean, target)
         bar = _bar(epochs * len(range(0, x.shape[0], batch_size)), "SGD-UAP batches", progress)
         for epoch in range(1, epochs + 1):
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
+            # (mutation testing, equivalent on the CPU: the device None for the order, see
+            # _shuffled_batches)
             for idx in _shuffled_batches(x.shape[0], batch_size, generator, x.device):
                 v.requires_grad_(True)
                 logits = model((x[idx] + v).clamp(0.0, 1.0))
@@ -820,7 +984,25 @@ def sgd_universal_perturbation(
                     loss = F.cross_entropy(logits, clean[idx], reduction="none")
                     loss = loss.clamp(max=loss_clip)
                 else:
+                    # (mutation testing, equivalent: every entry of pull is target, so pull[:2] has
+                    # the same maximum)
+                    # (mutation testing, equivalent: every entry of pull is target, so pull[:2] has
+                    # the same maximum)
+                    # (mutation testing, equivalent: every entry of pull is target, so pull[:2] has
+                    # the same maximum)
                     _labels_below(pull[:1], logits.shape[1], "target")
+                    # (mutation testing, equivalent: the targeted loss is used only through
+                    # loss.mean(), and the default reduction of cross_entropy is that mean (no clip
+                    # here needs the per-image losses): the gradient is each image's gradient
+                    # divided by the batch size either way)
+                    # (mutation testing, equivalent: the targeted loss is used only through
+                    # loss.mean(), and the default reduction of cross_entropy is that mean (no clip
+                    # here needs the per-image losses): the gradient is each image's gradient
+                    # divided by the batch size either way)
+                    # (mutation testing, equivalent: the targeted loss is used only through
+                    # loss.mean(), and the default reduction of cross_entropy is that mean (no clip
+                    # here needs the per-image losses): the gradient is each image's gradient
+                    # divided by the batch size either way)
                     loss = -F.cross_entropy(logits, pull[idx], reduction="none")
                 (grad,) = torch.autograd.grad(loss.mean(), v)
                 with torch.no_grad():
@@ -876,7 +1058,20 @@ def targeted_success_grid(
         picks.append(found)
     src_idx = torch.cat(picks)  # (num_classes * per_class,)
     src = y[src_idx]
+    # (mutation testing, equivalent on the CPU: device=None or no device, see _rand)
     offsets = torch.arange(1, num_classes, device=x.device)
+    # (mutation testing, equivalent: src - offsets also gives every other class once per image, and
+    # the hits are stored by target index; only the order of the pairs in the batch, and so which
+    # random start of the seed each pair gets, differs: the same seed still gives the same grid, and
+    # no pair's start is specified)
+    # (mutation testing, equivalent: src - offsets also gives every other class once per image, and
+    # the hits are stored by target index; only the order of the pairs in the batch, and so which
+    # random start of the seed each pair gets, differs: the same seed still gives the same grid, and
+    # no pair's start is specified)
+    # (mutation testing, equivalent: src - offsets also gives every other class once per image, and
+    # the hits are stored by target index; only the order of the pairs in the batch, and so which
+    # random start of the seed each pair gets, differs: the same seed still gives the same grid, and
+    # no pair's start is specified)
     targets = (src[:, None] + offsets[None, :]) % num_classes  # every other class, (M, K-1)
     xs = x[src_idx].repeat_interleave(num_classes - 1, dim=0)
     ts = targets.reshape(-1)
@@ -890,6 +1085,7 @@ def targeted_success_grid(
     grid.index_put_((s_rep, ts.cpu()), hit, accumulate=True)
     counts.index_put_((s_rep, ts.cpu()), torch.ones_like(hit), accumulate=True)
     grid = grid / counts
+    # (mutation testing, equivalent: float("NAN") is nan too)
     grid.fill_diagonal_(float("nan"))
     return grid
 
@@ -925,6 +1121,12 @@ def _adaptive_inputs(model: object, x: object, y: object) -> tuple:
     model = checks.module(model)
     x = checks.images(x)
     checks.same_device(model, x)
+    # (mutation testing, equivalent: without the name "y" the check uses its default name, "y"; and
+    # on the CPU device=None keeps the labels on the CPU, see _rand)
+    # (mutation testing, equivalent: without the name "y" the check uses its default name, "y"; and
+    # on the CPU device=None keeps the labels on the CPU, see _rand)
+    # (mutation testing, equivalent: without the name "y" the check uses its default name, "y"; and
+    # on the CPU device=None keeps the labels on the CPU, see _rand)
     return model, x, checks.torch_labels(y, "y", n=x.shape[0], device=x.device)
 
 
@@ -941,6 +1143,18 @@ def _cw_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kappa: float, c0
     # pixels) would need ~10^6 times larger steps to move; the start then differs from x by at
     # most 5e-4 per pixel, and distances are always measured from x itself.
     w0 = torch.atanh((2.0 * x - 1.0) * 0.999)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device, see _rand;
+    # without dtype=x.dtype lo, hi and best_l2 start as float32 zeros or inf, exact in any dtype,
+    # and torch.where/maximum/minimum promote them to x's dtype at the first update (best_l2 at the
+    # first step, lo and hi after the first round, before c reads them); float("INF") is inf too)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device, see _rand;
+    # without dtype=x.dtype lo, hi and best_l2 start as float32 zeros or inf, exact in any dtype,
+    # and torch.where/maximum/minimum promote them to x's dtype at the first update (best_l2 at the
+    # first step, lo and hi after the first round, before c reads them); float("INF") is inf too)
+    # (mutation testing, equivalent on the CPU, here and below: device=None or no device, see _rand;
+    # without dtype=x.dtype lo, hi and best_l2 start as float32 zeros or inf, exact in any dtype,
+    # and torch.where/maximum/minimum promote them to x's dtype at the first update (best_l2 at the
+    # first step, lo and hi after the first round, before c reads them); float("INF") is inf too)
     lo = torch.zeros(n, device=x.device, dtype=x.dtype)
     hi = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
     c = torch.full((n,), c0, device=x.device, dtype=x.dtype)
@@ -953,10 +1167,25 @@ def _cw_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kappa: float, c0
         for _ in range(steps):
             xa = (torch.tanh(w) + 1.0) / 2.0
             logits = model(xa)
+            # (mutation testing, equivalent: _objective takes every loss but "ce" as the margin, so
+            # None or another string is the margin too; and targeted=None is falsy, as False)
+            # (mutation testing, equivalent: _objective takes every loss but "ce" as the margin, so
+            # None or another string is the margin too; and targeted=None is falsy, as False)
+            # (mutation testing, equivalent: _objective takes every loss but "ce" as the margin, so
+            # None or another string is the margin too; and targeted=None is falsy, as False)
             margin = -_objective(logits, y, "margin", False)  # z_y - max_{j != y} z_j
             l2 = (xa - x).flatten(1).norm(dim=1)
             with torch.no_grad():
                 ok = (margin <= -kappa) & (logits.argmax(1) != y)
+                # (mutation testing, equivalent: l2 <= best_l2 replaces the kept success only by
+                # another success at exactly the same distance, and the result promises the smallest
+                # distance found, which is then the same; the returned distances are identical)
+                # (mutation testing, equivalent: l2 <= best_l2 replaces the kept success only by
+                # another success at exactly the same distance, and the result promises the smallest
+                # distance found, which is then the same; the returned distances are identical)
+                # (mutation testing, equivalent: l2 <= best_l2 replaces the kept success only by
+                # another success at exactly the same distance, and the result promises the smallest
+                # distance found, which is then the same; the returned distances are identical)
                 better = ok & (l2 < best_l2)
                 best_l2 = torch.where(better, l2, best_l2)
                 best[better] = xa[better].detach()
@@ -1095,6 +1324,12 @@ def gaussian_noise(sigma: float):
     sigma = checks.real(sigma, "sigma", low=0.0, low_open=True)
 
     def transform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+        # None draws from torch.randn, as "randn" does)
+        # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+        # None draws from torch.randn, as "randn" does)
+        # (mutation testing, equivalent: only kind == "rand" selects torch.rand, any other string or
+        # None draws from torch.randn, as "randn" does)
         return x + sigma * _rand(x.shape, generator, x, "randn")
 
     return transform
@@ -1147,6 +1382,12 @@ def worst_case(
             raise ValueError(f"attack {name!r} must return a tensor shaped like x")
         if eps is not None:
             d = (x_adv - x).flatten(1)
+            # (mutation testing, equivalent: amax(None) reduces over every entry, and only
+            # size.max() is read, the same largest entry)
+            # (mutation testing, equivalent: amax(None) reduces over every entry, and only
+            # size.max() is read, the same largest entry)
+            # (mutation testing, equivalent: amax(None) reduces over every entry, and only
+            # size.max() is read, the same largest entry)
             size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
             if float(size.max()) > eps + 1e-5 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
                 raise ValueError(f"attack {name!r} left the threat model ({norm} eps {eps:g})")
