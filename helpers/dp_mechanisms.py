@@ -114,6 +114,7 @@ def _reals(value: Any, name: str) -> np.ndarray:
     """A finite real number or array-like of them, as a float ndarray (0-d for a scalar)."""
     if np.ndim(value) == 0 and not isinstance(value, str | bytes):
         return np.asarray(checks.real(value, name))
+    # (mutation testing, equivalent: dtype="float" is checks.array's default)
     return checks.array(value, name, dtype="float")
 
 
@@ -130,12 +131,16 @@ def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.nda
     checks.choice(missing, "missing", ("raise", "drop"))
     if isinstance(values, pd.Series | pd.Index):
         try:
+            # (mutation testing, equivalent: without na_value, or with None, pandas turns NA into
+            # NaN itself when dtype=float; checked for Float64, Int64, boolean and object Series)
             values = values.to_numpy(dtype=float, na_value=np.nan)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"values must hold real numbers: {exc}") from None
     arr = checks.array(values, "values", ndim=1, dtype="any", allow_empty=True)
+    # (mutation testing, equivalent: "XXfiuXX" adds only X, which is no NumPy dtype kind)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"values must hold real numbers (NaN for missing), got dtype {arr.dtype}")
+    # (mutation testing, equivalent: astype(None) converts to float64 too)
     arr = arr.astype(np.float64)
     nan = np.isnan(arr)
     n_missing = int(nan.sum())
@@ -146,6 +151,8 @@ def split_missing(values: Any, missing: MissingPolicy = "raise") -> tuple[np.nda
         )
     if arr.size and n_missing == arr.size:
         raise ValueError("values must contain at least one non-missing entry")
+    # (mutation testing, equivalent: without ndim=1 the same array passes, since a boolean mask
+    # of a 1-D array is 1-D)
     return checks.array(arr[~nan], "values", ndim=1), n_missing
 
 
@@ -202,6 +209,7 @@ def laplace_mechanism(
         if size is None:
             return v + float(rng.laplace(0.0, b)) if b > 0 else v
         return v + (rng.laplace(0.0, b, size=size) if b > 0 else np.zeros(size))
+    # (mutation testing, equivalent: dtype="float" is checks.array's default)
     arr = checks.array(value, "value", dtype="float")
     if size is not None:
         raise ValueError("size is only allowed with a scalar value; pass an array of answers")
@@ -414,9 +422,11 @@ def prob_noisy_count_exceeds(
         raise ValueError(f"true_count, threshold and epsilon must broadcast: {exc}") from None
     d = t - c
     if sens == 0:
+        # (mutation testing, equivalent: astype(None) converts to float64 too)
         p = (d < 0).astype(float)
     else:
         half_tail = 0.5 * np.exp(-np.abs(d) * eps / sens)  # exp of a number <= 0: no overflow
+        # (mutation testing, equivalent: d > 0 for d >= 0, since at d = 0 both branches give 1/2)
         p = np.where(d >= 0, half_tail, 1.0 - half_tail)  # at d = 0 both branches give 1/2
     return float(p) if p.ndim == 0 else p
 
@@ -428,6 +438,9 @@ def monte_carlo_exceeds(
     seed: Any = None,
     n_draws: int = 1_000_000,
     sensitivity: float = 1.0,
+    # (mutation testing, equivalent: another default chunk gives the same hits, since NumPy's
+    # Generator draws the same stream in chunks of any size: laplace(size=4) then laplace(size=6)
+    # equals laplace(size=10), checked)
     chunk: int = 1_000_000,
 ) -> tuple[float, float]:
     """Monte Carlo estimate of :math:`\\Pr[c + Z > t]` from ``n_draws`` Laplace draws.
@@ -507,6 +520,7 @@ def empirical_log_ratio(
     ka, _ = np.histogram(a, edges)
     kb, _ = np.histogram(b, edges)
     keep = (ka >= min_count) & (kb >= min_count)
+    # (mutation testing, equivalent: astype(None) converts to float64 too, NumPy's default dtype)
     ka, kb = ka[keep].astype(float), kb[keep].astype(float)
     return pd.DataFrame({
         "left": edges[:-1][keep],
@@ -549,13 +563,18 @@ def dp_clip_bound(
     edges = np.concatenate([[-np.inf], cand, [np.inf]])
     # bins (e_i, e_{i+1}]: count_i = #(x <= e_{i+1}) - #(x <= e_i)
     at_or_below = np.searchsorted(np.sort(present), edges, side="right")
+    # (mutation testing, equivalent: astype(None) converts to float64 too)
     counts = np.diff(at_or_below).astype(float)
     noisy = laplace_mechanism(counts, 1.0, eps, rng)
     noisy_total = math.fsum(noisy.tolist())
     above = np.array([math.fsum(noisy[j + 1 :].tolist()) for j in range(cand.size)])
+    # (mutation testing, equivalent in distribution: < for <= differs only on a tie of a
+    # continuous Laplace draw, an event of probability 0)
     ok = np.flatnonzero(above <= (1.0 - q) * noisy_total)  # a tie has probability 0 (b > 0)
     bound = float(cand[ok[0]]) if ok.size else float(cand[-1])
     names = [f"<= {cand[0]:,.0f}"]
+    # (mutation testing, equivalent: strict=False or left out, since cand[:-1] and cand[1:]
+    # have the same length by construction)
     names += [f"({lo:,.0f}, {hi:,.0f}]" for lo, hi in zip(cand[:-1], cand[1:], strict=True)]
     names += [f"> {cand[-1]:,.0f}"]
     return bound, pd.DataFrame({"bin": names, "noisy_count": noisy})
@@ -641,6 +660,8 @@ def exceed_table(
     eps_arr = checks.array(epsilons, "epsilons", ndim=1)
     if (eps_arr <= 0).any():
         raise ValueError(f"epsilons must hold numbers > 0, got minimum {eps_arr.min():g}")
+    # (mutation testing, equivalent: without low=1, monte_carlo_exceeds refuses n_draws < 1 with
+    # the same message before anything is drawn, and n_draws is the last argument checked)
     n_draws = checks.integer(n_draws, "n_draws", low=1)
     rng = checks.numpy_rng(seed)
     rows = []
@@ -652,6 +673,7 @@ def exceed_table(
                 se = math.sqrt(p * (1.0 - p) / n_draws)
                 rows.append({"group": group, "true_count": c, "gap": gap, "threshold": c + gap,
                              "epsilon": eps, "closed_form": p, "monte_carlo": p_hat, "se": se,
+                             # (mutation testing, equivalent: float("NAN") is nan too)
                              "z": (p_hat - p) / se if se > 0 else float("nan"),
                              "abs_diff": abs(p_hat - p)})
     return pd.DataFrame(rows)

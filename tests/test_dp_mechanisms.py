@@ -219,6 +219,11 @@ def test_noisy_mean_unknown_n_two_releases_with_their_own_epsilons():
     # independent noise (one generator), and the mean is post-processing of the two releases
     assert abs(np.corrcoef(s, c)[0, 1]) < 4 / math.sqrt(20_000)
     np.testing.assert_array_equal(rel.value, np.clip(s / np.maximum(c, 1.0), 10, 60))
+    # both draws come from the one generator of the seed, the sum's first: NumPy's own
+    # default_rng(404) drawing Laplace(60 / eps_s) then Laplace(1 / eps_c) reproduces them
+    ref = np.random.default_rng(404)
+    np.testing.assert_allclose(s, s_true + ref.laplace(0.0, 60 / eps_s, 20_000), rtol=1e-12)
+    np.testing.assert_allclose(c, n_true + ref.laplace(0.0, 1 / eps_c, 20_000), rtol=1e-12)
     one = dp.noisy_mean_unknown_n(x, 10, 60, eps_c, eps_s, 0)
     assert isinstance(one.value, float)
     assert 10 <= one.value <= 60
@@ -357,6 +362,17 @@ def test_budget_exact_spend_and_ledger():
     assert repr(budget) == ("PrivacyBudget(total_epsilon=1, spent=1, remaining=0, queries=2)")
 
 
+def test_budget_with_zero_tolerance_may_be_spent_exactly():
+    """With rel_tol = 0 a spend that reaches the total exactly (0.25 + 0.75 = 1 in binary
+    floating point, no rounding) is allowed; one more of 2**-20 is not."""
+    budget = dp.PrivacyBudget(1.0, rel_tol=0.0)
+    assert budget.can_spend(1.0)
+    assert budget.spend(0.25, "a") == 0.75
+    assert budget.can_spend(0.75)
+    assert budget.spend(0.75, "b") == 0.0
+    assert not budget.can_spend(2.0**-20)
+
+
 def test_budget_floating_point_sums():
     budget = dp.PrivacyBudget(1.0)
     for i in range(10):
@@ -430,6 +446,14 @@ def test_empirical_log_ratio_hand_case():
     assert tab["count_a"].tolist() == [2, 2]
     assert tab["count_b"].tolist() == [1, 3]
     assert len(dp.empirical_log_ratio([0.5], [0.5, 1.5], [0, 1, 2], min_count=1)) == 1
+
+
+def test_empirical_log_ratio_default_min_count_is_1000():
+    """A bin with exactly 1,000 draws in both samples is kept by default, one with 999 is not."""
+    a = np.r_[np.full(1000, 0.5), np.full(999, 1.5)]
+    tab = dp.empirical_log_ratio(a, a, [0, 1, 2])
+    assert tab["count_a"].tolist() == [1000]
+    assert tab["left"].tolist() == [0.0]
 
 
 def test_clipping_tradeoff():
@@ -509,7 +533,7 @@ BAD_EPSILONS = [(0, ValueError), (-1, ValueError), (float("nan"), ValueError),
     (lambda e: dp.PrivacyBudget(1.0).can_spend(e), "epsilon"),
 ])
 def test_bad_epsilon(call, name, eps, exc):
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=rf"^{name} must (be|hold)"):
         call(eps)
 
 
@@ -674,6 +698,8 @@ def test_bad_bounds(call, lower, upper, exc, match):
     (lambda: dp.noise_table(1.0, 1.0, [], 0), ValueError, "epsilons must not be empty"),
     (lambda: dp.noise_table(1.0, 1.0, [0.0], 0), ValueError, "epsilon"),
     (lambda: dp.noise_table(1.0, 1.0, "abc", 0), TypeError, "epsilons"),
+    # a negative sensitivity is reported before the later bad n_draws (argument order)
+    (lambda: dp.noise_table(1.0, -1.0, [1.0], 0, n_draws=1), ValueError, "^sensitivity"),
     # clipping_tradeoff
     (lambda: dp.clipping_tradeoff([1.0], [0.0], 1.0), ValueError, "bounds must hold numbers > 0"),
     (lambda: dp.clipping_tradeoff([1.0], [], 1.0), ValueError, "bounds must not be empty"),
@@ -896,3 +922,72 @@ def test_clip_bound_falls_back_to_the_largest_candidate_and_tables_columns():
     # a probability that underflows to 0 has a 0 standard error: z is undefined, not a division
     far = dp.exceed_table({"a": 5}, [1000.0], [10.0], seed=0, n_draws=10)
     assert np.isnan(far["z"].iloc[0])
+
+
+# ------------------------------------- mutation-testing survivors (issue 17): seeded references
+def test_laplace_mechanism_adds_the_seeds_own_laplace_draws():
+    """value + Laplace(0, b) drawn by NumPy's default_rng(seed), for a scalar, for size draws and
+    for an array value (b = 2 / 0.5 = 4): the sign and the generator are pinned, not only the
+    distribution, which cannot tell +Z from -Z."""
+    b = 4.0
+    assert dp.laplace_mechanism(3.0, 2.0, 0.5, 7) == 3.0 + np.random.default_rng(7).laplace(0.0, b)
+    np.testing.assert_array_equal(dp.laplace_mechanism(3.0, 2.0, 0.5, 7, size=5),
+                                  3.0 + np.random.default_rng(7).laplace(0.0, b, size=5))
+    value = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(dp.laplace_mechanism(value, 2.0, 0.5, 7),
+                                  value + np.random.default_rng(7).laplace(0.0, b, size=(2, 2)))
+
+
+def test_sensitivity_zero_adds_nothing_and_leaves_the_generator_untouched():
+    """b = 0: the exact value, and no draw taken from a generator the caller shares."""
+    cases = [(lambda r: dp.laplace_mechanism(3.0, 0.0, 1.0, r), 3.0),
+             (lambda r: dp.laplace_mechanism(3.0, 0.0, 1.0, r, size=4), [3.0] * 4),
+             (lambda r: dp.laplace_mechanism(np.array([3.0, 5.0]), 0.0, 1.0, r), [3.0, 5.0]),
+             # c = 3 > t = 2.5 with no noise: every draw exceeds, p_hat = 1 exactly
+             (lambda r: dp.monte_carlo_exceeds(3, 2.5, 1.0, r, n_draws=4, sensitivity=0.0)[0],
+              1.0)]
+    for call, expected in cases:
+        rng = np.random.default_rng(0)
+        before = rng.bit_generator.state
+        np.testing.assert_array_equal(call(rng), expected)
+        assert rng.bit_generator.state == before
+
+
+def test_monte_carlo_exceeds_counts_c_plus_the_seeds_draws_above_t():
+    """p_hat = #{c + Z_i > t} / N with Z from default_rng(seed), N = 1,000,000 by default;
+    t = c - 0.5 is asymmetric, so c - Z would count a different number of draws."""
+    z = np.random.default_rng(3).laplace(0.0, 1 / 0.8, size=1_000_000)
+    p_hat, se = dp.monte_carlo_exceeds(10, 9.5, 0.8, 3)
+    assert p_hat == np.count_nonzero(10 + z > 9.5) / 1_000_000
+    assert se == pytest.approx(math.sqrt(p_hat * (1 - p_hat) / 1_000_000), rel=1e-12)
+    assert p_hat != np.count_nonzero(10 - z > 9.5) / 1_000_000
+
+
+def test_exceed_table_draws_n_draws_per_row():
+    """Each row's Monte Carlo estimate comes from n_draws draws (a multiple of 1/10 here, the
+    first ten draws of the seed's generator) and its se from n_draws; the default is 10**6."""
+    z = np.random.default_rng(0).laplace(0.0, 1.0, size=10)
+    row = dp.exceed_table({"a": 5}, [1], [1.0], 0, n_draws=10).iloc[0]
+    assert row["monte_carlo"] == np.count_nonzero(5 + z > 6) / 10
+    p = 0.5 * math.exp(-1.0)  # Pr[Laplace(1) > 1]
+    assert row["se"] == pytest.approx(math.sqrt(p * (1 - p) / 10), rel=1e-12)
+    row = dp.exceed_table({"a": 5}, [1], [1.0], 0).iloc[0]
+    assert row["se"] == pytest.approx(math.sqrt(p * (1 - p) / 1_000_000), rel=1e-12)
+
+
+def test_split_missing_converts_an_object_series_with_none():
+    """An object Series of floats with None (how pandas often reads a column with gaps) is
+    converted to float with NaN for None, then dropped and counted."""
+    present, n_missing = dp.split_missing(pd.Series([1.0, None, 2.5], dtype=object), "drop")
+    np.testing.assert_array_equal(present, [1.0, 2.5])
+    assert present.dtype == np.float64
+    assert n_missing == 1
+
+
+def test_split_missing_reports_a_non_numeric_dtype_even_when_empty():
+    """The dtype is checked before the size: an empty boolean or object array is refused for
+    its dtype (TypeError), as a non-empty one is."""
+    for values in (np.array([], dtype=bool), np.array([], dtype=object)):
+        with pytest.raises(TypeError, match=r"^values must hold real numbers \(NaN for missing\), "
+                                            r"got dtype (bool|object)$"):
+            dp.split_missing(values)
