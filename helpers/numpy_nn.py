@@ -74,6 +74,8 @@ def _float_dtype(dtype) -> np.dtype:
 def _features(x, name: str = "x", dtype=None) -> np.ndarray:
     """``x`` as a 2-D finite real array (any array-like; no copy when it already is one)."""
     x = checks.array(x, name, ndim=2, dtype="any")
+    # (mutation testing, equivalent: kind is one letter and "X" is none of numpy's kind letters
+    # b i u f c m M O S U V, so "XXfiuXX" admits the same dtypes as "fiu")
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if dtype is not None:
@@ -238,6 +240,8 @@ class ReLU(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         self._check_grad(grad_out)
+        # (mutation testing, equivalent: copy=True/None or left out only copy the fresh array that
+        # np.where just made in grad_out's dtype, which nobody else holds: same values)
         return np.where(self._out > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
 
 
@@ -375,6 +379,8 @@ class Sequential:
         dense = [(i, la) for i, la in enumerate(layers) if isinstance(la, Dense)]
         if not dense:
             raise ValueError("layers must contain at least one Dense layer")
+        # (mutation testing, equivalent: strict=None or left out is strict=False; dense[1:] is one
+        # shorter on purpose, pairing neighbours)
         for (i, a), (j, b) in zip(dense, dense[1:], strict=False):
             if a.out_features != b.in_features:
                 raise ValueError(
@@ -505,6 +511,8 @@ def mlp(sizes: Sequence[int], activation: str = "relu", init: str | None = None,
         init = "he" if activation == "relu" else "xavier"
     gen = checks.numpy_rng(seed)
     layers: list[Layer] = []
+    # (mutation testing, equivalent: strict=False/None or left out, since sizes[:-1] and sizes[1:]
+    # have the same length by construction)
     for i, (d, m) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Dense(d, m, init=init, seed=gen, dtype=dtype))
         if i < len(sizes) - 2:
@@ -545,11 +553,16 @@ class _Optimizer:
     def _init_state(self, params, grads) -> None:
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} params but {len(grads)} grads; they must match")
+        # (mutation testing, equivalent: strict=False/None or left out, since the lengths were
+        # compared just above)
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             if p.shape != g.shape:
                 raise ValueError(f"params[{i}] has shape {p.shape} but grads[{i}] has {g.shape}")
         if self._state is None:
             self._state = [self._new_state(p) for p in params]
+        # (mutation testing, equivalent: strict=False/None or left out in the zip below: any() runs
+        # only when len(self._state) == len(params), and _shapes is always as long as _state, both
+        # being set from the same params)
         elif len(self._state) != len(params) or any(
             s_shape != p.shape for s_shape, p in zip(self._shapes, params, strict=True)
         ):
@@ -563,6 +576,8 @@ class _Optimizer:
         """Update every array in ``params`` in place from ``grads``."""
         self._init_state(params, grads)
         self.t += 1
+        # (mutation testing, equivalent: strict=False/None or left out, since _init_state has just
+        # made params, grads and _state the same length, or raised)
         for p, g, s in zip(params, grads, self._state, strict=True):
             self._update(p, self._grad(p, g), s)
 
@@ -586,6 +601,8 @@ class SGD(_Optimizer):
         self.momentum = momentum
 
     def _new_state(self, p):
+        # (mutation testing, equivalent: "or True" only adds a zero velocity that _update never
+        # reads while momentum is 0; it reads s["v"] only when self.momentum is set)
         return {"v": np.zeros_like(p)} if self.momentum else {}
 
     def _update(self, p, g, s) -> None:
@@ -672,6 +689,8 @@ def _evaluate(net: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 4
     loss_fn = SoftmaxCrossEntropy()
     total, correct = 0.0, 0
     for s in range(0, x.shape[0], batch_size):
+        # (mutation testing, equivalent: dtype=None or left out, since fit, the only caller, has
+        # already converted x_val to net.dtype)
         xb = np.asarray(x[s:s + batch_size], dtype=net.dtype)
         yb = y[s:s + batch_size]
         logits = net._forward(xb)
@@ -716,6 +735,7 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
         raise TypeError(f"net must be a Sequential, got {type(net).__name__}")
     epochs = checks.integer(epochs, "epochs", low=1)
     batch_size = checks.integer(batch_size, "batch_size", low=1)
+    # (mutation testing, equivalent: leaving out the name "x" gives _features' default, "x")
     x = _features(x, "x", dtype=net.dtype)
     if x.shape[1] != net.in_features:
         raise ValueError(f"x has {x.shape[1]} features but the network expects {net.in_features}")
@@ -774,6 +794,7 @@ def fit(net: Sequential, x: np.ndarray, y: np.ndarray, *, epochs: int = 5,
                 "lr": optimizer.lr,
                 "train_loss": loss_sum / seen,
                 "train_acc": correct / seen,
+                # (mutation testing, equivalent here and below: float("NAN") is nan too)
                 "val_loss": float("nan"),
                 "val_acc": float("nan"),
                 "seconds": elapsed,
@@ -838,14 +859,20 @@ def gradient_errors(net: Sequential, x: np.ndarray, y: np.ndarray,
     eps = checks.real(eps, "eps")
     if not 0 < eps < 1:
         raise ValueError(f"eps must be in (0, 1), got {eps}")
+    # (mutation testing, equivalent: np.dtype(None) is float64, so net.astype(None) is the same
+    # float64 copy)
     net64 = net.astype(np.float64)
     x64 = np.asarray(x, dtype=np.float64)
     _loss_and_grads(net64, x64, y)
     analytic = [g.copy() for g in net64.grads()]
     loss_fn = SoftmaxCrossEntropy()
     errors = {}
+    # (mutation testing, equivalent: strict=False/None or left out, since param_names, params and
+    # grads all list W and b of each Dense layer, in layer order)
     for name, p, g in zip(net64.param_names(), net64.params(), analytic, strict=True):
         numeric = np.empty_like(p)
+        # (mutation testing, equivalent: NumPy takes any negative size, -2 as well as -1, as the one
+        # unknown dimension; checked with NumPy 2.4)
         flat, nflat = p.reshape(-1), numeric.reshape(-1)
         for i in range(flat.size):
             orig = flat[i]
@@ -921,6 +948,7 @@ def make_spirals(n_samples: int = 600, n_classes: int = 2, noise: float = 0.2,
         raise ValueError(f"turns must be > 0, got {turns}")
     gen = checks.numpy_rng(seed)
     y = np.arange(n_samples) % n_classes
+    # (mutation testing, equivalent: 1.0 is the default high of Generator.uniform)
     t = gen.uniform(0.05, 1.0, size=n_samples)
     phi = 2 * np.pi * (turns * t + y / n_classes)
     x = np.stack([t * np.cos(phi), t * np.sin(phi)], axis=1)

@@ -950,3 +950,150 @@ def test_divergence_is_silent():
         hist = nn.fit(net, x * 100, y, epochs=2, batch_size=8, optimizer=nn.SGD(1e3),
                       progress=False)
     assert not np.isfinite(hist[0]["train_loss"])
+
+
+# --------------------------------------------------------------------------------------------
+# Defaults and bookkeeping (mutation testing, issue 17)
+# --------------------------------------------------------------------------------------------
+
+
+def _spy_batches(monkeypatch, net):
+    """Record the number of rows of every batch that goes through ``net._forward``."""
+    rows = []
+    forward = net._forward
+
+    def spy(x):
+        rows.append(x.shape[0])
+        return forward(x)
+
+    monkeypatch.setattr(net, "_forward", spy)
+    return rows
+
+
+def test_inference_default_and_given_batch_sizes(monkeypatch):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4100, 2)), rng.integers(0, 2, size=4100)
+    net = nn.mlp([2, 3, 2], seed=0)
+    rows = _spy_batches(monkeypatch, net)
+    for call in (lambda: net.predict_proba(x), lambda: net.predict(x),
+                 lambda: nn.accuracy(net, x, y)):
+        rows.clear()
+        call()
+        assert rows == [4096, 4]  # the documented default batch_size=4096
+    for call in (lambda: net.predict_proba(x[:5], batch_size=2),
+                 lambda: net.predict(x[:5], 2), lambda: nn.accuracy(net, x[:5], y[:5], 2)):
+        rows.clear()
+        call()
+        assert rows == [2, 2, 1]
+
+
+def test_fit_validation_default_batch_size(monkeypatch):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(2, 2)), np.array([0, 1])
+    x_val, y_val = rng.normal(size=(4100, 2)), rng.integers(0, 2, size=4100)
+    net = nn.mlp([2, 3, 2], seed=0)
+    rows = _spy_batches(monkeypatch, net)
+    nn.fit(net, x, y, epochs=1, batch_size=2, x_val=x_val, y_val=y_val, progress=False)
+    assert rows == [2, 4096, 4]  # one training batch, then validation in batches of 4096
+
+
+def test_fit_default_epochs_and_progress_bar(monkeypatch):
+    bars = []
+
+    class FakeBar:
+        def __init__(self, **kwargs):
+            bars.append(kwargs)
+
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(nn, "tqdm", FakeBar)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(5, 2)), np.array([0, 1, 0, 1, 1])
+    hist = nn.fit(nn.mlp([2, 3, 2], seed=0), x, y, batch_size=2, progress=False)
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]  # default epochs=5
+    # 5 epochs of ceil(5 / 2) = 3 batches; the bar is removed when done (leave=False)
+    assert bars == [{"total": 15, "desc": "fit", "disable": True, "leave": False}]
+
+
+def test_mlp_default_seed_is_zero_with_he_initialisation():
+    net = nn.mlp([2, 3, 2])
+    gen = np.random.default_rng(0)  # the default seed=0, drawn layer after layer
+    w0 = gen.standard_normal((2, 3)) * np.sqrt(2.0 / 2)
+    w1 = gen.standard_normal((3, 2)) * np.sqrt(2.0 / 3)
+    np.testing.assert_array_equal(net.layers[0].W, w0.astype(np.float32))
+    np.testing.assert_array_equal(net.layers[2].W, w1.astype(np.float32))
+
+
+def test_custom_layer_backward_before_forward_is_a_runtime_error():
+    class Custom(nn.Layer):  # a user layer that never sets _out
+        def backward(self, grad_out):
+            self._check_grad(grad_out)
+            return grad_out
+
+    with pytest.raises(RuntimeError, match=r"^Custom\.backward called before forward$"):
+        Custom().backward(np.zeros((1, 1)))
+
+
+def test_gradient_errors_runs_in_float64_even_before_the_first_dense():
+    # the first layer is an activation: a float32 input must be converted to float64 before it
+    rng = np.random.default_rng(3)
+    net = nn.Sequential([nn.Tanh(), nn.Dense(3, 2, seed=0)])
+    x32, y = rng.normal(size=(6, 3)).astype(np.float32), rng.integers(0, 2, size=6)
+    assert nn.gradient_errors(net, x32, y) == nn.gradient_errors(net, x32.astype(np.float64), y)
+
+
+def test_layer_gradient_norms_converts_the_input_to_the_network_dtype():
+    # float64 network whose first layer is an activation, float32 input: the tanh must be
+    # computed in float64; reference written out by hand in float64
+    rng = np.random.default_rng(4)
+    net = nn.Sequential([nn.Tanh(), nn.Dense(3, 2, seed=0, dtype=np.float64)])
+    x32, y = rng.normal(size=(7, 3)).astype(np.float32), rng.integers(0, 2, size=7)
+    a = np.tanh(x32.astype(np.float64))
+    z = a @ net.layers[1].W + net.layers[1].b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g = (p - np.eye(2)[y]) / len(y)
+    expected = np.sqrt(np.sum((a.T @ g) ** 2))
+    assert nn.layer_gradient_norms(net, x32, y) == [pytest.approx(expected, rel=1e-12)]
+
+
+def test_dead_relu_fraction_sees_the_input_in_the_network_dtype():
+    # a float32 network with a ReLU first: 1e-50 and 1e-60 are 0 in float32, so unit 0 is dead
+    assert np.float32(1e-50) == 0
+    assert np.float32(1e-60) == 0
+    net = nn.Sequential([nn.ReLU(), nn.Dense(2, 2, seed=0)])
+    x = np.array([[1e-50, 1.0], [1e-60, 2.0]])
+    assert nn.dead_relu_fraction(net, x) == 0.5
+
+
+def test_make_spirals_matches_a_complex_number_reference():
+    n, k, noise, turns, seed = 50, 3, 0.7, 1.25, 5
+    x, y = nn.make_spirals(n, n_classes=k, noise=noise, turns=turns, seed=seed)
+    gen = np.random.default_rng(seed)  # same draws, in order: radii, noise, shuffle
+    labels = np.array([i % k for i in range(n)])
+    t = gen.uniform(0.05, 1.0, size=n)
+    points = t * np.exp(2j * np.pi * (turns * t + labels / k))
+    e = gen.normal(scale=0.1 * noise, size=(n, 2))
+    ref = np.column_stack([points.real, points.imag]) + e
+    perm = gen.permutation(n)
+    np.testing.assert_allclose(x, ref[perm], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(y, labels[perm])
+
+
+@pytest.mark.parametrize(
+    ("y", "message"),
+    [([0, 1], r"^y must have 3 labels \(one per example\), got 2$"),
+     ([0, 1, 2], r"^y must hold integers in \[0, 2\), got values in \[0, 2\]$")],
+    ids=["length", "class"],
+)
+def test_gradient_errors_checks_y_against_x_and_the_classes_before_eps(y, message):
+    net = nn.mlp([2, 2], seed=0)
+    with pytest.raises(ValueError, match=message):
+        nn.gradient_errors(net, np.zeros((3, 2)), y, eps=2.0)
