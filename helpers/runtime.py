@@ -78,8 +78,9 @@ def cpu_threads() -> int:
     order that depends on the number of threads, so a model trained with two threads differs in
     the last bits from one trained with one, and after thousands of steps in the printed
     accuracies. The work is split by the thread count, not by the cores: with the count fixed a
-    CPU run reproduces the committed outputs on any machine, whatever its number of cores
-    (measured: the same weights with 2 threads on 2 cores and on 1 core, ``taskset -c 0``).
+    CPU run gives the same weights whatever the machine's number of cores (measured: 2 threads
+    on 2 cores and on 1 core, ``taskset -c 0``), though not on another type of CPU
+    (:func:`cpu_numerics`).
     Two is the laptop the workbook is budgeted for: on 2 cores it runs the CNN's
     forward-backward passes about 1.7x faster than one thread (``benchmarks/bench_threads.py``);
     a machine with more cores may set more and accept other last digits.
@@ -176,7 +177,8 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
     (torch and BLAS) uses a fixed number of threads, :func:`cpu_threads` (2 unless
     ``WORKBOOK_THREADS`` says otherwise), so that results do not depend on the number of cores.
     The same seed then gives the same data order, initial weights and results on every CPU
-    machine with the pinned libraries.
+    that computes torch's float32 kernels alike (the same :func:`cpu_numerics` fingerprint)
+    with the pinned libraries; another type of CPU gives other last bits.
 
     Torch is not imported here: in a notebook that has not imported torch (or a torch helper
     module) before calling ``setup``, nothing computes with torch, and the device is the CPU.
@@ -205,6 +207,83 @@ def setup(seed: int = 0, verbose: bool = True) -> torch.device | str:
             print(f"device: cpu ({os.cpu_count()} cores; NumPy only, torch not loaded)")
             print(f"python {platform.python_version()}, numpy {np.__version__}, seed {seed}")
     return dev
+
+
+def _numpy_probe(steps: int) -> np.ndarray:
+    """``steps`` gradient steps of a float32 tanh layer on fixed data with NumPy's BLAS (at
+    :func:`cpu_threads` threads): the weights, for :func:`cpu_numerics`."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 784), dtype=np.float32)
+    w = rng.standard_normal((784, 64), dtype=np.float32) * np.float32(0.05)
+    with threadpool_limits(limits=cpu_threads()):
+        for _ in range(steps):
+            h = np.tanh(x @ w)
+            w -= np.float32(0.01) * (x.T @ ((h - np.float32(0.5)) * (1 - h * h)))
+    return w
+
+
+def cpu_numerics(steps: int = 5) -> dict[str, str | int]:
+    """A fingerprint of how this CPU computes the workbook's float32 torch training, to tell
+    whether it reproduces the committed outputs bit for bit.
+
+    Fixed seeds, deterministic algorithms and :func:`cpu_threads` make a CPU run repeatable on
+    one machine, but not across CPUs: torch picks its vectorised kernels (``AVX2``,
+    ``AVX512``...) and oneDNN and MKL their convolution and matrix-product code by the
+    processor's instruction set and caches, and each adds in its own order. The last bits
+    differ, and after thousands of SGD steps so do the printed accuracies (a CI machine of
+    another type printed 0.990 for a committed 0.992). So the committed outputs are a reference
+    only where this fingerprint matches the one ``scripts/run_notebooks.py`` recorded in the
+    notebook's metadata (CONTRIBUTING.md, "How nbval is wired").
+
+    The probe trains a small channels-last CNN of :class:`helpers.models.MnistCNN`'s layers
+    (convolutions, max-pooling, linear layers, cross-entropy, SGD with momentum) for ``steps``
+    steps on fixed random data, on the CPU with :func:`cpu_threads` threads, and a float32
+    NumPy layer (HW1's BLAS products, whose kernels NumPy's OpenBLAS also picks by processor),
+    and hashes the final weights with the torch and NumPy versions and the thread count
+    (SHA-256, first 16 hex digits). The global RNG, the thread count and the
+    deterministic-algorithms flag are restored.
+
+    Returns:
+        ``{"fingerprint": hex, "capability": torch's CPU capability, "threads": n,
+        "torch": version}``.
+    """
+    import hashlib
+
+    import torch
+    from torch import nn
+
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.set_num_threads(cpu_threads())
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.Conv2d(16, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                nn.Linear(800, 64), nn.ReLU(), nn.Linear(64, 10))
+            net.to(memory_format=torch.channels_last)
+            x = torch.rand(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 10, (64,))
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        digest = hashlib.sha256(f"{torch.__version__} {np.__version__} {cpu_threads()}".encode())
+        for p in net.parameters():
+            digest.update(p.detach().contiguous().numpy().tobytes())
+        digest.update(_numpy_probe(steps).tobytes())
+        return {"fingerprint": digest.hexdigest()[:16],
+                "capability": torch.backends.cpu.get_cpu_capability(),
+                "threads": cpu_threads(), "torch": torch.__version__}
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def _folder_from_env(variable: str, default: Path) -> Path:

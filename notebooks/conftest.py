@@ -11,6 +11,14 @@ rich outputs (figures, HTML tables) are not compared either, only their text.
   summary say so; execution and the notebooks' own Checks cells still apply.
   ``WORKBOOK_DEVICE=cpu`` keeps the comparison on a GPU machine (``WORKBOOK_DEVICE=cuda`` is
   taken at its word without asking torch).
+* A cell whose printed numbers come from float32 torch training (a trained model's accuracy,
+  an attack on it) also carries a line ``# REFERENCE_CPU_ONLY``: another type of CPU computes
+  those kernels with other roundings, and after thousands of SGD steps prints other last digits.
+  Such a cell is compared only where this CPU's float32 numerics fingerprint
+  (``runtime.cpu_numerics``) equals the one ``scripts/run_notebooks.py`` recorded in the
+  notebook's metadata (``workbook.cpu_numerics``) when it executed the committed outputs;
+  elsewhere it runs uncompared, the notebook's header line says so and why, and its Checks cell
+  still applies. Every other ``# NBVAL_CHECK_OUTPUT`` cell is compared on every CPU.
 * After the first failing cell of a notebook, its remaining cells are skipped with a message
   naming that cell, so that the end of the log names the cause, not a knock-on ``NameError``.
 * While a cell runs, its IOPub messages (outputs, progress-bar updates) are read as they come
@@ -34,7 +42,10 @@ from nbval.kernel import RunningKernel
 from nbval.plugin import IPyNbCell
 
 _first_failure: dict[str, str] = {}
-_state = {"compare_off": None, "current": None}
+_state = {"compare_off": None, "current": None, "numerics": None}
+#: notebook path -> (uncompared cells, the recorded fingerprint or None, this CPU's fingerprint)
+_reference_cpu_off: dict[str, tuple[int, str | None, dict]] = {}
+REFERENCE_CPU_ONLY = "REFERENCE_CPU_ONLY"
 
 
 def _on_cuda() -> bool:
@@ -137,15 +148,57 @@ def pytest_report_header(config):
         return ("nbval: CUDA device found: output comparison is OFF for every notebook cell "
                 "(the committed outputs are CPU outputs); cells must still run and the Checks "
                 "cells' tolerances still apply. WORKBOOK_DEVICE=cpu compares on the CPU.")
-    return "nbval: CPU: cells marked # NBVAL_CHECK_OUTPUT are compared with the committed outputs"
+    return ("nbval: CPU: cells marked # NBVAL_CHECK_OUTPUT are compared with the committed "
+            f"outputs; those also marked # {REFERENCE_CPU_ONLY} only where this CPU's float32 "
+            "numerics fingerprint matches the notebook's (runtime.cpu_numerics)")
+
+
+def reference_cpu_only(source: str) -> bool:
+    """Whether a cell's source has the line ``# REFERENCE_CPU_ONLY`` (its comment text exactly,
+    as nbval reads its own markers)."""
+    return any(line.strip().startswith("#") and line.strip().lstrip("#").strip()
+               == REFERENCE_CPU_ONLY for line in source.splitlines())
+
+
+def recorded_numerics(nb) -> str | None:
+    """The float32 numerics fingerprint the committed outputs were computed with, or None."""
+    record = (nb.metadata.get("workbook") or {}).get("cpu_numerics") or {}
+    return record.get("fingerprint") if isinstance(record, dict) else None
+
+
+def _this_cpu() -> dict:
+    if _state["numerics"] is None:
+        from helpers import runtime
+
+        _state["numerics"] = runtime.cpu_numerics()
+    return _state["numerics"]
 
 
 def pytest_collection_modifyitems(config, items):
-    if not _on_cuda():
-        return
-    for item in items:
-        if _is_cell(item) and isinstance(getattr(item, "options", None), dict):
+    cells = [i for i in items if _is_cell(i) and isinstance(getattr(i, "options", None), dict)]
+    if _on_cuda():
+        for item in cells:
             item.options["check"] = False
+        return
+    for item in cells:
+        if not (item.options.get("check") and reference_cpu_only(item.cell.source)):
+            continue
+        recorded = recorded_numerics(item.parent.nb)
+        if recorded != _this_cpu()["fingerprint"]:
+            item.options["check"] = False
+            notebook = item.nodeid.split("::")[0]
+            count = _reference_cpu_off.get(notebook, (0,))[0]
+            _reference_cpu_off[notebook] = (count + 1, recorded, _this_cpu())
+
+
+def _reference_cpu_message(notebook: str) -> str:
+    count, recorded, here = _reference_cpu_off[notebook]
+    was = (f"differ from the committed outputs' ({recorded})" if recorded
+           else "cannot be matched (the notebook records none: re-execute it, `make notebooks`)")
+    return (f"this CPU's float32 numerics (fingerprint {here['fingerprint']}, "
+            f"{here['capability']}, {here['threads']} threads) {was}: its {count} "
+            f"cell(s) marked # {REFERENCE_CPU_ONLY} run but are not compared; its Checks cell "
+            "still applies")
 
 
 def pytest_runtest_setup(item):
@@ -162,6 +215,8 @@ def pytest_runtest_setup(item):
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
                 reporter.write_line("")
                 reporter.write_line(f"running {notebook} ({cells} cells)", bold=True)
+                if notebook in _reference_cpu_off:
+                    reporter.write_line(f"  {_reference_cpu_message(notebook)}")
     first = _first_failure.get(notebook)
     if first is not None:
         pytest.skip(f"not run: {notebook} already failed at {first}; fix that cell first")
@@ -190,6 +245,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("notebooks that failed (first failing cell)")
         for notebook, cell in _first_failure.items():
             terminalreporter.write_line(f"{notebook}: {cell}")
+    if _reference_cpu_off:
+        terminalreporter.section("cells not compared on this CPU (# REFERENCE_CPU_ONLY)")
+        for notebook in _reference_cpu_off:
+            terminalreporter.write_line(f"{notebook}: {_reference_cpu_message(notebook)}")
     if _state["compare_off"]:
         terminalreporter.write_line("nbval: output comparison was OFF (CUDA device); the "
                                     "notebooks ran and their Checks cells passed or failed above")

@@ -80,7 +80,23 @@ def execute(path: Path, timeout: int) -> tuple[object, float]:
             km.shutdown_kernel(now=False)  # the client does not stop a kernel it was given
         shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
     finish_progress_bars(nb)
+    nb.metadata.setdefault("workbook", {})["cpu_numerics"] = numerics_record()
     return nb, time.perf_counter() - start
+
+
+_numerics: dict = {}
+
+
+def numerics_record() -> dict | None:
+    """What the outputs were computed with, for ``notebooks/conftest.py``: this CPU's float32
+    numerics (``runtime.cpu_numerics``, computed once per run, with the kernels' environment),
+    or None when the kernels computed on a CUDA device (no CPU reference then)."""
+    from helpers import runtime
+
+    if "record" not in _numerics:
+        on_cuda = runtime.device().type == "cuda"
+        _numerics["record"] = None if on_cuda else runtime.cpu_numerics()
+    return _numerics["record"]
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

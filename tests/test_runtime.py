@@ -3,6 +3,8 @@
 import json
 import math
 import os
+import platform
+import re
 import subprocess
 import sys
 
@@ -209,3 +211,61 @@ def test_bad_workbook_threads_is_refused(monkeypatch, value):
     monkeypatch.setenv("WORKBOOK_THREADS", value)
     with pytest.raises(ValueError, match="WORKBOOK_THREADS must be a positive integer"):
         runtime.cpu_threads()
+
+
+def test_cpu_numerics_is_repeatable_and_restores_what_it_changes(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_THREADS", raising=False)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(False)
+    try:
+        rng = torch.get_rng_state()
+        first, second = runtime.cpu_numerics(), runtime.cpu_numerics()
+        assert first == second
+        assert torch.equal(torch.get_rng_state(), rng)  # the probe draws from its own seed
+        assert torch.get_num_threads() == 1
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert first["threads"] == 2
+        assert first["torch"] == torch.__version__
+        assert first["capability"] == torch.backends.cpu.get_cpu_capability()
+        assert re.fullmatch(r"[0-9a-f]{16}", first["fingerprint"])
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_cpu_numerics_depends_on_the_thread_count(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_THREADS", "1")
+    one = runtime.cpu_numerics(steps=2)
+    monkeypatch.setenv("WORKBOOK_THREADS", "2")
+    assert runtime.cpu_numerics(steps=2)["fingerprint"] != one["fingerprint"]
+    assert runtime.cpu_numerics(steps=3)["fingerprint"] != runtime.cpu_numerics(steps=2)[
+        "fingerprint"]  # the weights are hashed, not only the versions
+
+
+def _fingerprint_with(**env: str) -> str:
+    code = "from helpers import runtime; print(runtime.cpu_numerics()['fingerprint'])"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True,
+                          capture_output=True, text=True, timeout=300)
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="the kernel choices below are x86's")
+@pytest.mark.parametrize("env", [{"ATEN_CPU_CAPABILITY": "default"},  # torch's own kernels
+                                 {"ONEDNN_MAX_CPU_ISA": "SSE41"},     # oneDNN's convolutions
+                                 {"OPENBLAS_CORETYPE": "Prescott"}],  # NumPy's BLAS (HW1)
+                         ids=["aten", "onednn", "openblas"])
+def test_cpu_numerics_tells_other_kernels_apart(env):
+    """What another type of CPU does: the same code through other vector kernels. Each of
+    torch's, oneDNN's and NumPy's BLAS choice must change the fingerprint (an SSE machine's
+    rounding is not the committed AVX one's)."""
+    if "ATEN_CPU_CAPABILITY" in env and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("torch already runs its default kernels here")
+    assert _fingerprint_with(**env) != _fingerprint_with()
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_cpu_numerics_rejects_bad_steps(steps):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        runtime.cpu_numerics(steps=steps)

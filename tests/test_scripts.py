@@ -178,6 +178,105 @@ def test_nbval_compares_on_the_cpu_and_not_on_cuda(tmp_path, device, compared):
         assert "output comparison was OFF (CUDA device)" in out
 
 
+def _load_conftest():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebooks_conftest",
+                                                  ROOT / "notebooks" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("source", "marked"), [
+    ("# NBVAL_CHECK_OUTPUT\n# REFERENCE_CPU_ONLY\nprint(1)", True),
+    ("  #REFERENCE_CPU_ONLY  \nprint(1)", True),
+    ("## REFERENCE_CPU_ONLY", True),
+    ("print(1)  # REFERENCE_CPU_ONLY", False),    # not a line of its own
+    ("# REFERENCE_CPU_ONLY: trained", False),      # not the marker's exact text
+    ("# NBVAL_CHECK_OUTPUT\nprint('REFERENCE_CPU_ONLY')", False),
+])
+def test_reference_cpu_only_marker_is_read_as_nbval_reads_its_own(source, marked):
+    assert _load_conftest().reference_cpu_only(source) is marked
+
+
+def _fingerprint_notebook(path: Path, recorded: str | None) -> None:
+    """Cell 0: a trained-model cell (marked # REFERENCE_CPU_ONLY), cell 1: a deterministic one;
+    both committed with an output that differs from what they print."""
+    cells = []
+    for i, marks in enumerate(("# NBVAL_CHECK_OUTPUT\n# REFERENCE_CPU_ONLY\n",
+                               "# NBVAL_CHECK_OUTPUT\n")):
+        cell = nbformat.v4.new_code_cell(f"{marks}print({i} + 0.5)", execution_count=i + 1)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{i}.25\n")]
+        cells.append(cell)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    if recorded is not None:
+        nb.metadata["workbook"] = {"cpu_numerics": {"fingerprint": recorded}}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("recorded", ["this CPU", "another CPU", None])
+def test_reference_cpu_only_cells_are_compared_where_the_numerics_match(tmp_path, recorded):
+    """On the CPU that computed the committed outputs (same fingerprint) a marked cell is
+    compared like any other; on another (or with no fingerprint recorded) it runs uncompared and
+    the notebook's line and the summary say why, while unmarked cells are still compared."""
+    shutil.copy(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
+    env = _env(WORKBOOK_DEVICE="cpu")
+    here = subprocess.run([sys.executable, "-c", "from helpers import runtime; "
+                           "print(runtime.cpu_numerics()['fingerprint'])"], env=env, check=True,
+                          capture_output=True, text=True, timeout=300).stdout.strip()
+    fingerprint = {"this CPU": here, "another CPU": "0123456789abcdef", None: None}[recorded]
+    _fingerprint_notebook(tmp_path / "nb.ipynb", fingerprint)
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                           "-p", "no:cacheprovider", "nb.ipynb"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert done.returncode == 1, out
+    last = out.strip().splitlines()[-1]
+    if recorded == "this CPU":
+        assert "1 failed, 1 skipped" in last, out  # the marked cell 0 is compared and fails
+        assert "not compared" not in out
+        return
+    assert "1 failed, 1 passed" in last, out  # cell 0 ran uncompared, cell 1 was compared
+    assert "nb.ipynb::Cell 1 FAILED" in out or "Cell 1" in out.split("FAILURES")[-1]
+    said = f"this CPU's float32 numerics (fingerprint {here}, "
+    why = ("differ from the committed outputs' (0123456789abcdef)" if recorded
+           else "cannot be matched (the notebook records none")
+    lines = [line for line in out.splitlines() if said in line]
+    assert len(lines) == 2, out  # the notebook's header line and the summary
+    assert all(why in line and "its 1 cell(s) marked # REFERENCE_CPU_ONLY run but are not "
+               "compared" in line for line in lines), lines
+    assert "cells not compared on this CPU (# REFERENCE_CPU_ONLY)" in out
+
+
+def test_numerics_record_is_this_cpus_fingerprint_and_none_on_cuda(monkeypatch):
+    import torch
+
+    from helpers import runtime
+
+    monkeypatch.setattr(run_notebooks, "_numerics", {})
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu"))
+    assert run_notebooks.numerics_record() == runtime.cpu_numerics()
+    monkeypatch.setattr(run_notebooks, "_numerics", {})
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cuda"))
+    assert run_notebooks.numerics_record() is None  # GPU outputs are no CPU reference
+
+
+def test_committed_notebooks_can_compare_their_reference_cpu_cells():
+    """A # REFERENCE_CPU_ONLY cell is a compared cell (it says when to compare it), and a
+    notebook with such cells records the fingerprint of the CPU that computed its outputs."""
+    conftest = _load_conftest()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        marked = [c for c in nb.cells if c.cell_type == "code"
+                  and conftest.reference_cpu_only(c.source)]
+        for cell in marked:
+            assert "# NBVAL_CHECK_OUTPUT" in cell.source.splitlines(), (path.name, cell.source)
+        if marked:
+            assert re.fullmatch(r"[0-9a-f]{16}", conftest.recorded_numerics(nb) or ""), path.name
+
+
 def test_nbval_keeps_every_message_of_a_cell_that_sends_thousands(tmp_path):
     """A cell that sends 20,000 display updates (a long cell's progress bars) and then prints:
     without the conftest's IOPub draining, ZeroMQ drops the messages past its high-water marks,
