@@ -11,10 +11,10 @@ rich outputs (figures, HTML tables) are not compared either, only their text.
   summary say so; execution and the notebooks' own Checks cells still apply.
   ``WORKBOOK_DEVICE=cpu`` keeps the comparison on a GPU machine (``WORKBOOK_DEVICE=cuda`` is
   taken at its word without asking torch).
-* A cell whose printed numbers come from float32 torch training (a trained model's accuracy,
-  an attack on it) also carries a line ``# REFERENCE_CPU_ONLY``: another type of CPU computes
-  those kernels with other roundings, and after thousands of SGD steps prints other last digits.
-  Such a cell is compared only where this CPU's float32 numerics fingerprint
+* A cell whose printed numbers come from training in floating point (a trained model's
+  accuracy, an attack on it) also carries a line ``# REFERENCE_CPU_ONLY``: another type of CPU
+  computes those kernels with other roundings, and after thousands of SGD steps prints other
+  last digits. Such a cell is compared only where this CPU's float32 numerics fingerprint
   (``runtime.cpu_numerics``) equals the one ``scripts/run_notebooks.py`` recorded in the
   notebook's metadata (``workbook.cpu_numerics``) when it executed the committed outputs;
   elsewhere it runs uncompared, the notebook's header line says so and why, and its Checks cell
